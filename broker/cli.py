@@ -1,0 +1,120 @@
+"""The `broker` command: `run` (web + workers, embedded Redis when no URL is set), `web`, `worker`, and
+the ops commands that talk to a running broker over HTTP."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from broker import logs
+from broker.settings import Settings
+
+log = logging.getLogger("broker")
+
+
+def start_web(settings: Settings, host: str | None, port: int | None) -> None:
+    from broker.app import create_app
+
+    for source in ("gitea", "drone", "harbor"):
+        if settings.secret_for(source) is None:
+            log.warning("/hooks/%s is disabled: its secret setting is not set", source)
+    if settings.admin_token is None:
+        log.warning("BROKER_ADMIN_TOKEN is not set: the ops API and the page accept only team tokens")
+    web.run_app(
+        create_app(settings),
+        host=host or settings.host,
+        port=port or settings.port,
+        access_log=None,
+        print=lambda text: log.info(text.strip()),
+    )
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    embedded = None
+    if not settings.redis_url:
+        from broker.embedded import EmbeddedRedis
+
+        embedded = EmbeddedRedis(settings.data_dir)
+        settings = settings.model_copy(update={"redis_url": embedded.url})
+    env = {**os.environ, "BROKER_REDIS_URL": settings.redis_url or ""}
+    workers = [
+        subprocess.Popen([sys.executable, "-m", "broker.cli", "worker"], env=env)
+        for _ in range(args.workers or settings.workers)
+    ]
+    try:
+        start_web(settings, args.host, args.port)
+    finally:
+        for proc in workers:
+            proc.terminate()
+        for proc in workers:
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if embedded:
+            embedded.close()
+    return 0
+
+
+def need_redis(settings: Settings, command: str) -> None:
+    if not settings.redis_url:
+        sys.exit(f"broker {command} needs BROKER_REDIS_URL; `broker run` starts an embedded Redis instead")
+
+
+def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
+    need_redis(settings, "web")
+    start_web(settings, args.host, args.port)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from broker.worker import run_worker, wait_for_redis
+
+    need_redis(settings, "worker")
+    assert settings.redis_url
+    wait_for_redis(settings.redis_url)
+    run_worker(settings, burst=args.burst)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="broker", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run", help="web + worker(s) in one command (embedded Redis without BROKER_REDIS_URL)"
+    )
+    run.add_argument("--workers", type=int, default=None, help="worker processes (default BROKER_WORKERS=1)")
+    web_cmd = sub.add_parser("web", help="the web tier only")
+    for cmd in (run, web_cmd):
+        cmd.add_argument("--host", default=None)
+        cmd.add_argument("--port", type=int, default=None)
+    worker = sub.add_parser("worker", help="one worker process")
+    worker.add_argument("--burst", action="store_true", help="exit once the queues are empty")
+    run.set_defaults(handler=cmd_run)
+    web_cmd.set_defaults(handler=cmd_web)
+    worker.set_defaults(handler=cmd_worker)
+    try:
+        from broker import ops_cli
+    except ModuleNotFoundError as exc:
+        if exc.name != "broker.ops_cli":
+            raise
+    else:
+        ops_cli.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    settings = Settings()
+    logs.configure(settings.log_level)
+    return int(args.handler(args, settings) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

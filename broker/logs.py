@@ -1,0 +1,52 @@
+"""Structured JSON logs. The event being handled is carried in a context variable, so every line logged
+while handling it (web request or worker job, any module) names its event id without passing it around."""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+current_event_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("event_id", default=None)
+
+
+@contextmanager
+def event_context(event_id: str | None) -> Iterator[None]:
+    token = current_event_id.set(event_id)
+    try:
+        yield
+    finally:
+        current_event_id.reset(token)
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        event_id = current_event_id.get()
+        if event_id:
+            line["event_id"] = event_id
+        for extra in ("source", "status", "reason", "job_id"):
+            if hasattr(record, extra):
+                line[extra] = getattr(record, extra)
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def configure(level: str = "INFO") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # aiohttp's access log duplicates our own intake line for every webhook.
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

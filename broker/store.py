@@ -1,0 +1,278 @@
+"""The event log in Redis. This module owns every event key name (the rq way) and composes writes on a
+pipeline, so the web tier (redis.asyncio) and the workers (sync redis) share one definition of what a
+write is. Intake persists the event, its log entries and its rq job in one MULTI before the 202."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+from redis.exceptions import WatchError
+from rq import Queue, Retry
+from ulid import ULID
+
+from handlers.models import Event, Incoming
+
+PREFIX = "broker:"
+EVENT_KEY = PREFIX + "event:{id}"
+ALL_INDEX = PREFIX + "events"
+FIELD_INDEX = PREFIX + "events:{field}:{value}"
+INDEX_REGISTRY = PREFIX + "events:indexes"
+DEDUP_KEY = PREFIX + "dedup:{key}"
+CHANGES_STREAM = PREFIX + "changes"
+CHANGES_MAXLEN = 10_000
+
+INDEXED_FIELDS: tuple[str, ...] = ("source", "type", "team", "repo", "status")
+# When several filters are given, walk the index most likely to be small.
+INDEX_PREFERENCE: tuple[str, ...] = ("repo", "team", "type", "status", "source")
+PROCESS_JOB = "broker.worker.process_event"
+ANNOUNCE_JOB = "broker.worker.announce_ignored"
+
+
+def event_key(event_id: str) -> str:
+    return EVENT_KEY.format(id=event_id)
+
+
+def index_key(field: str, value: str) -> str:
+    return FIELD_INDEX.format(field=field, value=value)
+
+
+def new_event_id(at: datetime) -> str:
+    return str(ULID.from_datetime(at))
+
+
+def id_floor(at: datetime) -> str:
+    """The smallest ULID of a moment: ids sort by time, so an age cut-off is a lexical bound."""
+    return str(ULID.from_timestamp(at.timestamp()))[:10] + "0" * 16
+
+
+def change_entry(event: Event) -> dict[str, str]:
+    """The live-tail entry: the record without its bulky payload (the page fetches it on demand)."""
+    return {"event": event.model_dump_json(exclude={"payload", "headers"})}
+
+
+def write_event(pipe: Any, event: Event, *, ttl_s: int, previous_status: str | None = None) -> None:
+    """Queue on `pipe` (sync or async pipeline alike) the record, its indexes and its change entry."""
+    pipe.set(event_key(event.id), event.model_dump_json(), ex=ttl_s)
+    if previous_status is None:
+        pipe.zadd(ALL_INDEX, {event.id: 0})
+        for field in INDEXED_FIELDS:
+            value = getattr(event, field)
+            if value:
+                key = index_key(field, value)
+                pipe.zadd(key, {event.id: 0})
+                pipe.sadd(INDEX_REGISTRY, key)
+    elif previous_status != event.status:
+        pipe.zrem(index_key("status", previous_status), event.id)
+        key = index_key("status", event.status)
+        pipe.zadd(key, {event.id: 0})
+        pipe.sadd(INDEX_REGISTRY, key)
+    pipe.xadd(CHANGES_STREAM, change_entry(event), maxlen=CHANGES_MAXLEN, approximate=True)
+
+
+def decode_event(raw: bytes | str | None) -> Event | None:
+    return Event.model_validate_json(raw) if raw else None
+
+
+@dataclass(frozen=True)
+class Accepted:
+    event_ids: list[str]
+    statuses: list[str]
+    duplicate_of: str | None = None
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Event]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    source: str | None = None
+    type: str | None = None
+    team: str | None = None
+    repo: str | None = None
+    status: str | None = None
+    since: datetime | None = None
+
+    def matches(self, event: Event) -> bool:
+        if self.since and event.received_at < self.since:
+            return False
+        return all(
+            getattr(self, field) is None or getattr(event, field) == getattr(self, field)
+            for field in INDEXED_FIELDS
+        )
+
+    def index(self) -> str:
+        for field in INDEX_PREFERENCE:
+            value = getattr(self, field)
+            if value is not None:
+                return index_key(field, value)
+        return ALL_INDEX
+
+
+class EventStore:
+    """Async side, used by the web tier."""
+
+    def __init__(
+        self,
+        redis_client: aredis.Redis,
+        queue: Queue,
+        *,
+        retry: Retry | None,
+        dedup_ttl_s: int,
+        retention_s: int,
+    ):
+        self.redis = redis_client
+        self.queue = queue
+        self.retry = retry
+        self.dedup_ttl_s = dedup_ttl_s
+        self.retention_s = retention_s
+
+    async def accept(self, incoming: Sequence[Incoming], *, now: datetime | None = None) -> Accepted:
+        """Persist a delivery's events, log entries and jobs atomically, unless any dedup key was seen.
+        WATCH makes two racing copies of one delivery settle on one event."""
+        received_at = now or datetime.now(UTC)
+        dedup_keys = [DEDUP_KEY.format(key=k) for item in incoming for k in item.dedup_keys]
+        while True:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    if dedup_keys:
+                        await pipe.watch(*dedup_keys)
+                        seen = [v for v in await pipe.mget(dedup_keys) if v]
+                        if seen:
+                            first = seen[0].decode()
+                            return Accepted(event_ids=[first], statuses=["duplicate"], duplicate_of=first)
+                    pipe.multi()
+                    events = self._queue_writes(pipe, incoming, received_at)
+                    await pipe.execute()
+                    return Accepted(event_ids=[e.id for e in events], statuses=[e.status for e in events])
+                except WatchError:
+                    continue
+
+    def _queue_writes(self, pipe: Any, incoming: Sequence[Incoming], received_at: datetime) -> list[Event]:
+        events: list[Event] = []
+        for offset, item in enumerate(incoming):
+            # Several events of one delivery need distinct, ordered ids.
+            at = received_at + timedelta(microseconds=offset * 1000)
+            event = Event.from_incoming(item, event_id=new_event_id(at), received_at=received_at)
+            if event.status == "queued":
+                enqueue_event_job(self.queue, pipe, event.id, self.retry)
+            elif event.team:
+                # Teams may subscribe to "event.ignored"; the fan-out runs in a worker, not here.
+                enqueue_event_job(self.queue, pipe, event.id, None, func=ANNOUNCE_JOB)
+            write_event(pipe, event, ttl_s=self.retention_s)
+            for key in item.dedup_keys:
+                pipe.set(DEDUP_KEY.format(key=key), event.id, ex=self.dedup_ttl_s)
+            events.append(event)
+        return events
+
+    async def get(self, event_id: str) -> Event | None:
+        return decode_event(await self.redis.get(event_key(event_id)))
+
+    async def replay(self, event: Event) -> Event:
+        """Queue an event again (after a failure, or to re-apply it): same record, fresh attempts."""
+        replayed = event.model_copy(
+            update={"status": "queued", "attempts": 0, "reason": f"replayed (was {event.status})"}
+        )
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.multi()
+            enqueue_event_job(self.queue, pipe, event.id, self.retry)
+            write_event(pipe, replayed, ttl_s=self.retention_s, previous_status=event.status)
+            await pipe.execute()
+        return replayed
+
+    async def query(
+        self, filters: EventFilter, *, limit: int, cursor: str | None, scan_budget: int = 5000
+    ) -> Page:
+        """Newest first. Walks one index in batches and filters the rest in memory; stops after
+        `scan_budget` ids so a rare filter over a large log still answers quickly, with a cursor to go on."""
+        index = filters.index()
+        upper = f"({cursor}" if cursor else "+"
+        lower = f"[{id_floor(filters.since)}" if filters.since else "-"
+        items: list[Event] = []
+        scanned = 0
+        batch = max(limit * 2, 50)
+        last_id: str | None = None
+        while len(items) < limit and scanned < scan_budget:
+            ids = [
+                i.decode() for i in await self.redis.zrevrangebylex(index, upper, lower, start=0, num=batch)
+            ]
+            if not ids:
+                return Page(items=items, next_cursor=None)
+            records = await self.redis.mget([event_key(i) for i in ids])
+            stale = []
+            for event_id, raw in zip(ids, records, strict=True):
+                scanned += 1
+                last_id = event_id
+                event = decode_event(raw)
+                if event is None:
+                    stale.append(event_id)
+                elif filters.matches(event):
+                    items.append(event)
+                    if len(items) == limit:
+                        break
+            if stale:
+                await self.redis.zrem(index, *stale)
+            upper = f"({last_id}"
+        return Page(items=items, next_cursor=last_id)
+
+    async def changes_since(self, stream_id: str, *, count: int = 1000) -> list[tuple[str, Event]]:
+        entries = await self.redis.xrange(CHANGES_STREAM, min=f"({stream_id}", count=count)
+        return [(sid.decode(), Event.model_validate_json(fields[b"event"])) for sid, fields in entries]
+
+
+def enqueue_event_job(
+    queue: Queue, pipe: Any, event_id: str, retry: Retry | None, func: str = PROCESS_JOB
+) -> None:
+    """A job about one event; its id names the event so ops can find it in rq's registries."""
+    job = queue.create_job(
+        func, args=(event_id,), job_id=f"event-{event_id}-{ULID()}", timeout=600, retry=retry
+    )
+    queue.enqueue_job(job, pipeline=pipe)
+
+
+class SyncEventStore:
+    """Sync side, used by rq workers and the CLI's local commands."""
+
+    def __init__(self, redis_client: redis.Redis, queue: Queue, *, retry: Retry | None, retention_s: int):
+        self.redis = redis_client
+        self.queue = queue
+        self.retry = retry
+        self.retention_s = retention_s
+
+    def get(self, event_id: str) -> Event | None:
+        return decode_event(self.redis.get(event_key(event_id)))
+
+    def save(self, event: Event, *, previous_status: str) -> None:
+        with self.redis.pipeline(transaction=True) as pipe:
+            write_event(pipe, event, ttl_s=self.retention_s, previous_status=previous_status)
+            pipe.execute()
+
+    def trim(self, *, max_count: int, now: datetime | None = None) -> int:
+        """Enforce retention on the indexes: drop ids older than the age bound, then the oldest beyond the
+        count bound. Records expire on their own TTL; the count bound deletes them explicitly."""
+        cutoff = id_floor((now or datetime.now(UTC)) - timedelta(seconds=self.retention_s))
+        index_keys: list[Any] = [ALL_INDEX, *self.redis.smembers(INDEX_REGISTRY)]
+        extra = self.redis.zcard(ALL_INDEX) - max_count
+        doomed: list[bytes] = []
+        if extra > 0:
+            doomed = self.redis.zrangebylex(ALL_INDEX, "-", "+", start=0, num=extra)
+            cutoff = max(cutoff, doomed[-1].decode() + "~")  # '~' sorts after every ULID character
+        with self.redis.pipeline(transaction=False) as pipe:
+            for key in index_keys:
+                pipe.zremrangebylex(key, "-", f"({cutoff}")
+            for chunk in _chunks(doomed, 500):
+                pipe.unlink(*[event_key(i.decode()) for i in chunk])
+            removed = pipe.execute()
+        return int(removed[0])
+
+
+def _chunks(items: list[bytes], size: int) -> Iterable[list[bytes]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

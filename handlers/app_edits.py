@@ -1,0 +1,185 @@
+"""Image Updater's `argocd` write-back as a pure function: from a live Application object and the images
+to write, the JSON Patch that sets Helm parameters (`forceString: true`) or Kustomize images on the
+right source (multi-source Applications: the chart source, never APL's `ref: values` source), guarded by
+a resourceVersion test. Also what the Application carries and runs now, for the no-downgrade rule."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from handlers.catalog_parse import TrackedImage
+from handlers.image_refs import canonical_repository, split_image
+from handlers.image_strategies import Current, split_tag_value
+
+DEFAULT_HELM_NAME = "image.name"  # Image Updater's defaults; Otomi always names its own
+DEFAULT_HELM_TAG = "image.tag"
+
+
+@dataclass(frozen=True)
+class ImageWrite:
+    image: TrackedImage
+    tag: str
+    digest: str | None
+    value: str  # what goes into the tag parameter (`tag` or `tag@digest`)
+
+    @property
+    def full(self) -> str:
+        """`repository:value` (value may carry `@digest`)."""
+        return f"{self.image.written_image}:{self.value}"
+
+
+def _is_ref_only(source: Mapping[str, Any]) -> bool:
+    return bool(source.get("ref")) and not source.get("path") and not source.get("chart")
+
+
+def is_kustomize(source: Mapping[str, Any], image: TrackedImage) -> bool:
+    if image.kustomize_name:
+        return True
+    return "kustomize" in source and "helm" not in source and not source.get("chart")
+
+
+def select_source(app: Mapping[str, Any], image: TrackedImage) -> tuple[str, dict[str, Any]] | None:
+    """JSON Pointer of the source to edit and the source itself; None when there is none."""
+    spec = app.get("spec") or {}
+    if spec.get("sources"):
+        indexed = [
+            (i, s) for i, s in enumerate(spec["sources"]) if isinstance(s, Mapping) and not _is_ref_only(s)
+        ]
+        if not indexed:
+            return None
+        names = {image.helm_name or DEFAULT_HELM_NAME, image.helm_tag or DEFAULT_HELM_TAG, image.helm_spec}
+
+        def score(item: tuple[int, Mapping[str, Any]]) -> tuple[int, int, int]:
+            _, src = item
+            params = {p.get("name") for p in ((src.get("helm") or {}).get("parameters") or [])}
+            kustomize_fit = int(bool(image.kustomize_name) == ("kustomize" in src))
+            return (int(bool(names & params)), kustomize_fit, -item[0])
+
+        index, source = max(indexed, key=score)
+        return f"/spec/sources/{index}", dict(source)
+    if isinstance(spec.get("source"), Mapping):
+        return "/spec/source", dict(spec["source"])
+    return None
+
+
+def helm_parameters(
+    existing: Sequence[Mapping[str, Any]], writes: Sequence[ImageWrite]
+) -> list[dict[str, Any]]:
+    """Merge the image parameters into a Helm parameter list, replacing same-name entries in place."""
+    params = [dict(p) for p in existing]
+    for write in writes:
+        image = write.image
+        if image.helm_spec:
+            wanted = {image.helm_spec: write.full}
+        else:
+            wanted = {
+                image.helm_name or DEFAULT_HELM_NAME: image.written_image,
+                image.helm_tag or DEFAULT_HELM_TAG: write.value,
+            }
+        for name, value in wanted.items():
+            entry = {"name": name, "value": value, "forceString": True}
+            for idx, param in enumerate(params):
+                if param.get("name") == name:
+                    params[idx] = entry
+                    break
+            else:
+                params.append(entry)
+    return params
+
+
+def kustomize_images(existing: Sequence[str], writes: Sequence[ImageWrite]) -> list[str]:
+    """Set `[name=]repository:tag` entries in a Kustomize image list, replacing the one for this image."""
+    images = list(existing)
+    for write in writes:
+        name = write.image.kustomize_name or write.image.written_image
+        entry = write.full if name == write.image.written_image else f"{name}={write.full}"
+        for idx, current in enumerate(images):
+            ref = split_image(current)
+            if (ref.alias or ref.repository) == name:
+                images[idx] = entry
+                break
+        else:
+            images.append(entry)
+    return images
+
+
+def writeback_patch(app: Mapping[str, Any], writes: Sequence[ImageWrite]) -> list[dict[str, Any]]:
+    """JSON Patch for an `argocd` write-back, or [] when the Application already carries every value.
+    The first op tests `metadata.resourceVersion`, so a concurrent change makes the patch fail (409/422)
+    instead of being overwritten."""
+    by_source: dict[str, tuple[dict[str, Any], list[ImageWrite]]] = {}
+    for write in writes:
+        chosen = select_source(app, write.image)
+        if chosen is None:
+            continue
+        pointer, source = chosen
+        by_source.setdefault(pointer, (source, []))[1].append(write)
+    ops: list[dict[str, Any]] = []
+    for pointer, (source, group) in by_source.items():
+        helm_group = [w for w in group if not is_kustomize(source, w.image)]
+        kust_group = [w for w in group if is_kustomize(source, w.image)]
+        if helm_group:
+            helm = source.get("helm") or {}
+            before = list(helm.get("parameters") or [])
+            after = helm_parameters(before, helm_group)
+            if after != before:
+                if "helm" not in source:
+                    ops.append({"op": "add", "path": f"{pointer}/helm", "value": {"parameters": after}})
+                else:
+                    ops.append({"op": "add", "path": f"{pointer}/helm/parameters", "value": after})
+        if kust_group:
+            kustomize = source.get("kustomize") or {}
+            before_images = list(kustomize.get("images") or [])
+            after_images = kustomize_images(before_images, kust_group)
+            if after_images != before_images:
+                if "kustomize" not in source:
+                    ops.append(
+                        {"op": "add", "path": f"{pointer}/kustomize", "value": {"images": after_images}}
+                    )
+                else:
+                    ops.append({"op": "add", "path": f"{pointer}/kustomize/images", "value": after_images})
+    if not ops:
+        return []
+    version = (app.get("metadata") or {}).get("resourceVersion")
+    guard = [{"op": "test", "path": "/metadata/resourceVersion", "value": version}] if version else []
+    return guard + ops
+
+
+def kustomize_current(entries: Sequence[Any], image: TrackedImage) -> Current | None:
+    """The tag/digest a Kustomize image list (`[name=]repo:tag@digest`) gives this image, if any."""
+    name = image.kustomize_name or image.written_image
+    for entry in entries:
+        ref = split_image(str(entry))
+        if (ref.alias or ref.repository) == name:
+            inner = split_image(str(entry).split("=", 1)[1] if ref.alias else str(entry), with_alias=False)
+            return Current(tag=inner.tag, digest=inner.digest)
+    return None
+
+
+def current_values(app: Mapping[str, Any], image: TrackedImage, aliases: Mapping[str, str]) -> list[Current]:
+    """What the Application carries for this image (its parameters / Kustomize images) and what it runs
+    (`status.summary.images`)."""
+    found: list[Current] = []
+    chosen = select_source(app, image)
+    if chosen is not None:
+        _, source = chosen
+        if is_kustomize(source, image):
+            kust = kustomize_current((source.get("kustomize") or {}).get("images") or [], image)
+            if kust is not None:
+                found.append(kust)
+        else:
+            params = {
+                p.get("name"): p.get("value") for p in ((source.get("helm") or {}).get("parameters") or [])
+            }
+            if image.helm_spec and params.get(image.helm_spec):
+                ref = split_image(str(params[image.helm_spec]), with_alias=False)
+                found.append(Current(tag=ref.tag, digest=ref.digest))
+            elif params.get(image.helm_tag or DEFAULT_HELM_TAG):
+                found.append(split_tag_value(str(params[image.helm_tag or DEFAULT_HELM_TAG])))
+    for running in ((app.get("status") or {}).get("summary") or {}).get("images") or []:
+        ref = split_image(str(running), with_alias=False)
+        if canonical_repository(ref.repository, aliases) == image.image and (ref.tag or ref.digest):
+            found.append(Current(tag=ref.tag, digest=ref.digest))
+    return found

@@ -1,0 +1,191 @@
+"""Image Updater's update strategies applied to one pushed tag: is the tag eligible for a tracked image
+(allow/ignore lists, constraint, fixed tag), and would moving the workload to it be an upgrade (never a
+downgrade below what it carries or runs now)? Harbor tells us the tag, digest and push time; the registry
+is not queried, so `newest-build` orders by push time."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Literal
+
+from handlers.semver_range import parse_version, try_constraint
+
+Strategy = Literal["semver", "digest", "newest-build", "alphabetical"]
+STRATEGIES: frozenset[str] = frozenset({"semver", "digest", "newest-build", "alphabetical"})
+_ALIASES = {"latest": "newest-build", "name": "alphabetical", "lexical": "alphabetical"}
+
+
+def normalize_strategy(value: str | None) -> Strategy | None:
+    """Image Updater's names, old and new (`latest` = newest-build, `name` = alphabetical), else None."""
+    name = (value or "semver").strip().lower()
+    name = _ALIASES.get(name, name)
+    return name if name in STRATEGIES else None  # type: ignore[return-value]
+
+
+@lru_cache(maxsize=1024)
+def _regex(pattern: str) -> re.Pattern[str] | None:
+    try:
+        return re.compile(pattern)
+    except re.error:
+        return None
+
+
+def _pattern_matches(pattern: str, tag: str) -> bool:
+    """`regexp:<re>` (searched, as Go's MatchString) or a glob."""
+    if pattern.startswith("regexp:"):
+        compiled = _regex(pattern[len("regexp:") :])
+        return compiled is not None and compiled.search(tag) is not None
+    return fnmatch.fnmatchcase(tag, pattern)
+
+
+def tag_allowed(tag: str, allow: str | None, ignore: Sequence[str]) -> str | None:
+    """None if the tag passes allow-tags/ignore-tags, else the reason it does not."""
+    if allow and allow.strip() not in ("", "any") and not _pattern_matches(allow.strip(), tag):
+        return f"tag {tag} not allowed by allow-tags {allow}"
+    for pattern in ignore:
+        if pattern and _pattern_matches(pattern, tag):
+            return f"tag {tag} matches ignore-tags {pattern}"
+    return None
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A pushed artifact offered to one tracked image."""
+
+    tag: str
+    digest: str | None
+    pushed_at: float | None  # Harbor occur_at (Unix seconds)
+    event_id: str
+
+
+@dataclass(frozen=True)
+class Current:
+    """What the workload carries or runs now for one image (any field may be unknown)."""
+
+    tag: str | None = None
+    digest: str | None = None
+    pushed_at: float | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    accept: bool
+    reason: str
+    downgrade: bool = False
+    same: bool = False
+
+
+def eligible(
+    strategy: Strategy,
+    tag: str,
+    *,
+    constraint: str | None,
+    fixed_tag: str | None,
+    allow: str | None,
+    ignore: Sequence[str],
+    digest: str | None,
+) -> str | None:
+    """None if the pushed tag may update an image tracked this way, else the reason it may not."""
+    refused = tag_allowed(tag, allow, ignore)
+    if refused:
+        return refused
+    if strategy == "digest":
+        wanted = fixed_tag or "latest"
+        if tag != wanted:
+            return f"tag {tag} is not the tracked tag {wanted} (digest strategy)"
+        if not digest:
+            return "push carries no digest (digest strategy)"
+        return None
+    if strategy == "semver":
+        version = parse_version(tag)
+        if version is None:
+            return f"tag {tag} is not a semantic version"
+        if constraint:
+            parsed = try_constraint(constraint)
+            if parsed is None:
+                return f"constraint {constraint} cannot be parsed"
+            if not parsed.check(version):
+                return f"tag {tag} rejected by constraint {constraint}"
+        elif version.prerelease:
+            return f"tag {tag} is a pre-release and no constraint asks for one"
+    return None
+
+
+def _compare(strategy: Strategy, new: Candidate, cur: Current) -> Verdict:
+    if strategy == "semver":
+        new_v, cur_v = parse_version(new.tag), parse_version(cur.tag) if cur.tag else None
+        if new_v is None or cur_v is None:
+            return Verdict(True, "no comparable current version")
+        if new_v.compare(cur_v) < 0:
+            return Verdict(False, f"would downgrade {cur.tag} to {new.tag}", downgrade=True)
+        if new_v.compare(cur_v) == 0:
+            return Verdict(False, f"already at {cur.tag}", same=True)
+        return Verdict(True, f"{cur.tag} -> {new.tag}")
+    if strategy == "alphabetical":
+        if cur.tag is None:
+            return Verdict(True, "no current tag")
+        if new.tag < cur.tag:
+            return Verdict(False, f"would downgrade {cur.tag} to {new.tag} (alphabetical)", downgrade=True)
+        if new.tag == cur.tag:
+            return Verdict(False, f"already at {cur.tag}", same=True)
+        return Verdict(True, f"{cur.tag} -> {new.tag}")
+    # digest and newest-build: order by push time, then compare what is carried.
+    if (
+        cur.digest
+        and new.digest
+        and cur.digest == new.digest
+        and (strategy == "digest" or cur.tag == new.tag)
+    ):
+        return Verdict(False, f"already at {new.tag}@{new.digest}", same=True)
+    if cur.pushed_at is not None and new.pushed_at is not None and new.pushed_at < cur.pushed_at:
+        return Verdict(False, "older push than the one deployed (would downgrade)", downgrade=True)
+    return Verdict(True, "newer push")
+
+
+def judge(strategy: Strategy, candidate: Candidate, currents: Iterable[Current]) -> Verdict:
+    """Would moving to `candidate` be an update against every known current value? The strictest
+    answer wins: a downgrade against any of them refuses the move."""
+    verdicts = [
+        _compare(strategy, candidate, cur) for cur in currents if cur.tag or cur.digest or cur.pushed_at
+    ]
+    for verdict in verdicts:
+        if verdict.downgrade:
+            return verdict
+    for verdict in verdicts:
+        if verdict.same:
+            return verdict
+    return verdicts[0] if verdicts else Verdict(True, "nothing deployed yet")
+
+
+def best(strategy: Strategy, candidates: Sequence[Candidate]) -> Candidate:
+    """The candidate a burst should settle on: highest version, last alphabetically, or latest push."""
+    if strategy == "semver":
+
+        def version_key(c: Candidate) -> tuple:
+            version = parse_version(c.tag)
+            return (version is not None, version or parse_version("0.0.0"), c.pushed_at or 0.0)
+
+        return max(candidates, key=version_key)
+    if strategy == "alphabetical":
+        return max(candidates, key=lambda c: (c.tag, c.pushed_at or 0.0))
+    return max(candidates, key=lambda c: (c.pushed_at or 0.0, c.event_id))
+
+
+def tag_value(strategy: Strategy, candidate: Candidate) -> str:
+    """What is written to the tag parameter: the tag, or `tag@digest` for the digest strategy (as Image
+    Updater does, so a moving tag still pins the pushed bits)."""
+    if strategy == "digest" and candidate.digest:
+        return f"{candidate.tag}@{candidate.digest}"
+    return candidate.tag
+
+
+def split_tag_value(value: str | None) -> Current:
+    """A written tag parameter (`1.4.2` or `latest@sha256:...`) back into tag and digest."""
+    if not value:
+        return Current()
+    tag, _, digest = value.partition("@")
+    return Current(tag=tag or None, digest=digest or None)

@@ -1,0 +1,121 @@
+"""The data that crosses the pure/I-O boundary: what a parser extracts from a delivery (`Incoming`), the
+stored event record (`Event`, served as-is by /api/v1/events/{id}), and the decisions recorded on it
+(`Action`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from handlers.notices import Notice
+
+Source = Literal["gitea", "drone", "harbor"]
+EventStatus = Literal["queued", "processing", "done", "ignored", "failed", "dead"]
+FINAL_STATUSES: frozenset[str] = frozenset({"done", "ignored", "dead"})
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def team_id(owner: str | None) -> str | None:
+    """Teams own `team-<id>` orgs, projects and namespaces; the broker keys everything on `<id>`."""
+    if owner and owner.startswith("team-") and len(owner) > len("team-"):
+        return owner[len("team-") :]
+    return None
+
+
+class BuildInfo(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: int | None = None
+    number: int | None = None
+    status: str | None = None
+    link: str | None = None
+
+
+class Incoming(BaseModel):
+    """One event extracted from one authentic delivery, before it has an id. A Harbor delivery with
+    several resources yields several. `dedup_keys`: the event is a duplicate if any key was seen."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: Source
+    type: str
+    delivery_id: str | None = None
+    dedup_keys: tuple[str, ...]
+    team: str | None = None
+    repo: str | None = None
+    ref: str | None = None
+    commit: str | None = None
+    image: str | None = None
+    tag: str | None = None
+    digest: str | None = None
+    build: BuildInfo | None = None
+    ignore_reason: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class Action(BaseModel):
+    """One decision or side effect recorded on an event: what was considered (`target`), what the
+    broker decided, and what came of it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    target: str
+    decision: str
+    result: str | None = None
+    detail: Any = None
+    at: datetime = Field(default_factory=utcnow)
+
+
+class Event(BaseModel):
+    id: str
+    source: Source
+    type: str
+    delivery_id: str | None = None
+    received_at: datetime
+    team: str | None = None
+    repo: str | None = None
+    ref: str | None = None
+    commit: str | None = None
+    image: str | None = None
+    tag: str | None = None
+    digest: str | None = None
+    build: BuildInfo | None = None
+    status: EventStatus = "queued"
+    reason: str | None = None
+    attempts: int = 0
+    actions: list[Action] = Field(default_factory=list)
+    deployment_id: str | None = None
+    updated_at: datetime | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_incoming(cls, incoming: Incoming, *, event_id: str, received_at: datetime) -> Event:
+        fields = incoming.model_dump(exclude={"dedup_keys", "ignore_reason"})
+        ignored = incoming.ignore_reason is not None
+        return cls(
+            id=event_id,
+            received_at=received_at,
+            updated_at=received_at,
+            status="ignored" if ignored else "queued",
+            reason=incoming.ignore_reason,
+            **fields,
+        )
+
+
+class Outcome(BaseModel):
+    """What processing one event came to: its final status, the reason in one line, every decision taken,
+    the deployment record it belongs to, and the notifications it raises."""
+
+    status: Literal["done", "ignored"]
+    reason: str
+    actions: list[Action] = Field(default_factory=list)
+    deployment_id: str | None = None
+    notices: list[Notice] = Field(default_factory=list)

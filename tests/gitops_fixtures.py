@@ -1,0 +1,251 @@
+"""Fixtures and object builders for the GitOps tests: Applications exactly as Otomi (annotations, classic)
+and APL (two sources + an ImageUpdater CR) create them, real git repositories on disk, and a GitOps engine
+wired to the emulator over real HTTP. The fixtures live in tests/gitops_plugin.py (`pytest_plugins`)."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client
+from ulid import ULID
+
+from broker.settings import Settings
+from handlers.models import Event
+from tests.argocd_emulator import APPS, UPDATERS, ArgoEmulator
+
+HARBOR = "harbor.example.com"
+IU = "argocd-image-updater.argoproj.io"
+
+
+def classic_app(
+    team: str,
+    name: str,
+    *,
+    strategy: str = "semver",
+    constraint: str = "1.4",
+    tag: str = "main",
+    repo_url: str = "https://gitea.example.com/otomi/charts.git",
+    path: str = "k8s-deployment",
+    params: list[dict[str, Any]] | None = None,
+    write_back: str | None = None,
+    auto_sync: bool = False,
+    extra_annotations: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """otomi-core's ApplicationSet template output (OTOMI.md §1.3, 2023-09 -> 2025-11), one source."""
+    alias = f"team-{team}-{name}"
+    image = f"{HARBOR}/team-{team}/{name}"
+    annotations = {
+        f"{IU}/{alias}.force-update": "true",
+        f"{IU}/{alias}.pull-secret": f"pullsecret:argocd/copy-team-{team}-harbor-pullsecret",
+        f"{IU}/git-branch": "main",
+        f"{IU}/write-back-method": write_back or f"git:secret:argocd/team-{team}-gitea-repo-creds",
+        f"{IU}/image-list": f"{alias}={image}:~{constraint}"
+        if strategy == "semver"
+        else f"{alias}={image}:{tag}",
+        f"{IU}/{alias}.update-strategy": strategy,
+        f"{IU}/{alias}.helm.image-name": "image.repository",
+        f"{IU}/{alias}.helm.image-tag": "image.tag",
+    }
+    annotations.update(extra_annotations or {})
+    spec: dict[str, Any] = {
+        "project": f"team-{team}",
+        "source": {
+            "repoURL": repo_url,
+            "targetRevision": "HEAD",
+            "path": path,
+            "chart": "",
+            "helm": {"releaseName": name, "values": "image:\n  repository: x\n", "parameters": params or []},
+        },
+        "destination": {"server": "https://kubernetes.default.svc", "namespace": f"team-{team}"},
+    }
+    if auto_sync:
+        spec["syncPolicy"] = {"automated": {"allowEmpty": False, "prune": False, "selfHeal": True}}
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {"name": alias, "namespace": "argocd", "annotations": annotations},
+        "spec": spec,
+    }
+
+
+def apl_app(
+    team: str,
+    name: str,
+    *,
+    values_repo: str,
+    chart_repo: str = "https://github.com/linode/apl-charts.git",
+    auto_sync: bool = True,
+) -> dict[str, Any]:
+    """apl-core >= v4.13 `argocd-application-workload.yaml`: chart source + `ref: values` source."""
+    spec: dict[str, Any] = {
+        "project": f"team-{team}",
+        "sources": [
+            {
+                "repoURL": chart_repo,
+                "targetRevision": "main",
+                "path": "knative-service",
+                "chart": "",
+                "helm": {
+                    "releaseName": name,
+                    "valueFiles": [
+                        f"$values/env/teams/{team}/workloadValues/{name}.yaml",
+                        f"$values/env/teams/{team}/workloadValues/{name}.managed.yaml",
+                    ],
+                },
+            },
+            {"repoURL": values_repo, "targetRevision": "main", "ref": "values"},
+        ],
+        "destination": {"server": "https://kubernetes.default.svc", "namespace": f"team-{team}"},
+    }
+    if auto_sync:
+        spec["syncPolicy"] = {"automated": {"allowEmpty": False, "prune": False, "selfHeal": True}}
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Application",
+        "metadata": {
+            "name": f"team-{team}-{name}",
+            "namespace": "argocd",
+            "finalizers": ["resources-finalizer.argocd.argoproj.io"],
+            "annotations": {"argocd.argoproj.io/sync-options": "SkipDryRunOnMissingResource=true"},
+        },
+        "spec": spec,
+    }
+
+
+def apl_updater(team: str, workloads: list[tuple[str, str, str]], *, values_repo: str) -> dict[str, Any]:
+    """apl-core `argocd-image-updater.yaml`: one CR per team; workloads = (name, type, constraint-or-tag)."""
+    refs = []
+    for name, kind, spec in workloads:
+        refs.append(
+            {
+                "namePattern": f"team-{team}-{name}",
+                "images": [
+                    {
+                        "alias": f"team-{team}-{name}",
+                        "commonUpdateSettings": {"updateStrategy": kind},
+                        "imageName": f"{HARBOR}/team-{team}/{name}:{spec}",
+                        "manifestTargets": {"helm": {"name": "image.repository", "tag": "image.tag"}},
+                    }
+                ],
+                "writeBackConfig": {
+                    "gitConfig": {
+                        "writeBackTarget": f"helmvalues:/env/teams/{team}/workloadValues/{name}.managed.yaml"
+                    }
+                },
+            }
+        )
+    return {
+        "apiVersion": f"{IU}/v1alpha1",
+        "kind": "ImageUpdater",
+        "metadata": {"name": f"team-{team}", "namespace": "argocd"},
+        "spec": {
+            "namespace": "argocd",
+            "commonUpdateSettings": {
+                "forceUpdate": True,
+                "pullSecret": f"pullsecret:argocd/copy-team-{team}-harbor-pullsecret",
+            },
+            "writeBackConfig": {"method": "git", "gitConfig": {"branch": "main", "repository": values_repo}},
+            "applicationRefs": refs,
+        },
+    }
+
+
+def harbor_event(
+    team: str,
+    name: str,
+    tag: str,
+    *,
+    digest: str = "sha256:" + "a" * 64,
+    occur_at: int | None = None,
+    host: str = HARBOR,
+    received_at: datetime | None = None,
+) -> Event:
+    now = received_at or datetime.now(UTC)
+    return Event(
+        id=str(ULID.from_datetime(now)),  # as the store does: ids sort by receipt time
+        source="harbor",
+        type="artifact_push",
+        received_at=now,
+        team=team,
+        repo=f"team-{team}/{name}",
+        image=f"{host}/team-{team}/{name}",
+        tag=tag,
+        digest=digest,
+        payload={
+            "type": "PUSH_ARTIFACT",
+            "occur_at": occur_at or int(now.timestamp()),
+            "operator": f"robot$team-{team}+ci",
+        },
+    )
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def make_remote(tmp_path: Path, name: str, files: dict[str, str]) -> tuple[Path, Path]:
+    """A bare repo (the remote) with one commit on `main` holding `files`; returns (bare, clone)."""
+    bare = tmp_path / f"{name}.git"
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
+    work = tmp_path / f"{name}-seed"
+    git(tmp_path, "clone", "-q", str(bare), str(work))
+    git(work, "checkout", "-q", "-b", "main")
+    for rel, text in files.items():
+        target = work / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    git(work, "add", "-A")
+    git(work, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "seed")
+    git(work, "push", "-q", "origin", "main")
+    return bare, work
+
+
+def show(bare: Path, path: str, ref: str = "main") -> str:
+    return git(bare, "show", f"{ref}:{path}")
+
+
+def make_gitops(
+    settings: Settings,
+    redis_client: Any,
+    configuration: client.Configuration,
+    *objects: dict[str, Any],
+    rest: Any = None,
+) -> Any:
+    """A GitOps engine on the emulator with a catalog built from `objects` (no watch thread)."""
+    from broker.gitops import GitOps
+    from handlers.catalog import Catalog
+
+    catalog = Catalog(settings.registry_aliases)
+    for obj in objects:
+        if obj["kind"] == "ImageUpdater":
+            catalog.upsert_image_updater(obj)
+        else:
+            catalog.upsert_application(obj)
+    return GitOps(settings, redis_client, configuration=configuration, catalog=catalog, rest=rest)
+
+
+def seed_all(emu: ArgoEmulator, *objects: dict[str, Any]) -> None:
+    for obj in objects:
+        resource = UPDATERS if obj["kind"] == "ImageUpdater" else APPS
+        emu.seed(resource, obj["metadata"]["name"], obj)
+
+
+def writes(emu: ArgoEmulator, app: str) -> list[Any]:
+    """JSON Patches that changed the Application's image (not sync requests)."""
+    return [
+        r.data
+        for r in emu._requests
+        if r.method == "PATCH"
+        and r.name == app
+        and isinstance(r.data, list)
+        and any("/helm" in op.get("path", "") or "/kustomize" in op.get("path", "") for op in r.data)
+    ]
+
+
+def helm_params(emu: ArgoEmulator, app: str, source: int | None = None) -> dict[str, str]:
+    spec = emu.raw(APPS, app)["spec"]
+    src = spec["sources"][source] if source is not None else spec["source"]
+    return {p["name"]: p["value"] for p in (src.get("helm") or {}).get("parameters") or []}

@@ -4,6 +4,7 @@ the ops commands that talk to a running broker over HTTP."""
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import subprocess
@@ -100,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     web_cmd.set_defaults(handler=cmd_web)
     worker.set_defaults(handler=cmd_worker)
     try:
-        from broker import ops_cli
+        ops_cli = importlib.import_module("broker.ops_cli")
     except ModuleNotFoundError as exc:
         if exc.name != "broker.ops_cli":
             raise

@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     drone_secret: SecretStr | None = None
     harbor_auth: SecretStr | None = Field(None, description="exact Authorization value Harbor sends")
     admin_token: SecretStr | None = None
+    metrics_token: SecretStr | None = Field(None, description="bearer /metrics requires; unset = open")
 
     # Intake.
     max_body_bytes: int = 3 * MIB

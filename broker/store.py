@@ -74,6 +74,10 @@ def write_event(pipe: Any, event: Event, *, ttl_s: int, previous_status: str | N
     pipe.xadd(CHANGES_STREAM, change_entry(event), maxlen=CHANGES_MAXLEN, approximate=True)
 
 
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def decode_event(raw: bytes | str | None) -> Event | None:
     return Event.model_validate_json(raw) if raw else None
 
@@ -146,7 +150,7 @@ class EventStore:
                         await pipe.watch(*dedup_keys)
                         seen = [v for v in await pipe.mget(dedup_keys) if v]
                         if seen:
-                            first = seen[0].decode()
+                            first = text(seen[0])
                             return Accepted(event_ids=[first], statuses=["duplicate"], duplicate_of=first)
                     pipe.multi()
                     events = self._queue_writes(pipe, incoming, received_at)
@@ -200,9 +204,8 @@ class EventStore:
         batch = max(limit * 2, 50)
         last_id: str | None = None
         while len(items) < limit and scanned < scan_budget:
-            ids = [
-                i.decode() for i in await self.redis.zrevrangebylex(index, upper, lower, start=0, num=batch)
-            ]
+            found: list[Any] = await self.redis.zrevrangebylex(index, upper, lower, start=0, num=batch)
+            ids = [text(i) for i in found]
             if not ids:
                 return Page(items=items, next_cursor=None)
             records = await self.redis.mget([event_key(i) for i in ids])
@@ -223,8 +226,8 @@ class EventStore:
         return Page(items=items, next_cursor=last_id)
 
     async def changes_since(self, stream_id: str, *, count: int = 1000) -> list[tuple[str, Event]]:
-        entries = await self.redis.xrange(CHANGES_STREAM, min=f"({stream_id}", count=count)
-        return [(sid.decode(), Event.model_validate_json(fields[b"event"])) for sid, fields in entries]
+        entries: Any = await self.redis.xrange(CHANGES_STREAM, min=f"({stream_id}", count=count)
+        return [(text(sid), Event.model_validate_json(fields[b"event"])) for sid, fields in entries]
 
 
 def enqueue_event_job(
@@ -260,10 +263,10 @@ class SyncEventStore:
         cutoff = id_floor((now or datetime.now(UTC)) - timedelta(seconds=self.retention_s))
         index_keys: list[Any] = [ALL_INDEX, *self.redis.smembers(INDEX_REGISTRY)]
         extra = self.redis.zcard(ALL_INDEX) - max_count
-        doomed: list[bytes] = []
+        doomed: list[Any] = []
         if extra > 0:
             doomed = self.redis.zrangebylex(ALL_INDEX, "-", "+", start=0, num=extra)
-            cutoff = max(cutoff, doomed[-1].decode() + "~")  # '~' sorts after every ULID character
+            cutoff = max(cutoff, text(doomed[-1]) + "~")  # '~' sorts after every ULID character
         with self.redis.pipeline(transaction=False) as pipe:
             for key in index_keys:
                 pipe.zremrangebylex(key, "-", f"({cutoff}")

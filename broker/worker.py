@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
+from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.registry import StartedJobRegistry
 
@@ -46,14 +47,14 @@ def no_cluster(event: Event) -> Outcome:
 @dataclass
 class WorkerContext:
     settings: Settings
-    redis: redis.Redis
+    redis: Redis
     store: SyncEventStore
     process: Processor
     notify: Notifier
     closers: list[Callable[[], None]] = field(default_factory=list)
 
     @classmethod
-    def build(cls, settings: Settings, connection: redis.Redis | None = None) -> WorkerContext:
+    def build(cls, settings: Settings, connection: Redis | None = None) -> WorkerContext:
         from broker.gitops import build_gitops
         from broker.notify.fanout import emit
 

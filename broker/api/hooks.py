@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 from aiohttp import web
 from redis.exceptions import RedisError
@@ -16,28 +16,12 @@ from broker.api.errors import json_error
 from broker.logs import event_context
 from broker.settings import Settings
 from broker.store import Accepted
-from handlers import drone, gitea, harbor
 from handlers.errors import ContentTypeError, WebhookError
 from handlers.models import Incoming
+from handlers.senders import SENDERS
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-
-Verifier = Callable[[Mapping[str, str], bytes, str, Settings], None]
-
-VERIFIERS: dict[str, Verifier] = {
-    "gitea": lambda headers, body, secret, _: gitea.verify(headers, body, secret),
-    "drone": lambda headers, body, secret, settings: drone.verify(
-        headers, body, secret, now=time.time(), max_skew_s=settings.drone_max_skew_s
-    ),
-    "harbor": lambda headers, body, secret, _: harbor.verify(headers, body, secret),
-}
-SENDER_MODULES = {"gitea": gitea, "drone": drone, "harbor": harbor}
-SECRET_SETTING = {
-    "gitea": "BROKER_GITEA_SECRET",
-    "drone": "BROKER_DRONE_SECRET",
-    "harbor": "BROKER_HARBOR_AUTH",
-}
 
 
 class TooLarge(WebhookError):
@@ -62,7 +46,7 @@ def check_encoding(headers: Mapping[str, str]) -> None:
 async def authentic_events(
     request: web.Request, source: str, settings: Settings, secret: str
 ) -> list[Incoming]:
-    module = SENDER_MODULES[source]
+    sender = SENDERS[source]
     if request.content_length is not None and request.content_length > settings.max_body_bytes:
         raise TooLarge(
             f"body of {request.content_length} bytes is over the {settings.max_body_bytes}-byte limit"
@@ -70,9 +54,9 @@ async def authentic_events(
     # Before reading: aiohttp would otherwise inflate a compressed body while we read it.
     check_encoding(request.headers)
     body = await read_capped(request, settings.max_body_bytes)
-    module.check_content_type(request.headers)
-    VERIFIERS[source](request.headers, body, secret, settings)
-    return module.parse(request.headers, body)
+    sender.check_content_type(request.headers)
+    sender.verify(request.headers, body, secret, now=time.time(), max_skew_s=settings.drone_max_skew_s)
+    return sender.parse(request.headers, body)
 
 
 def answer(accepted: Accepted, incoming: list[Incoming]) -> web.Response:
@@ -98,7 +82,7 @@ async def receive(request: web.Request) -> web.Response:
         metrics.REJECTIONS.labels(source, "disabled").inc()
         raise json_error(
             web.HTTPServiceUnavailable,
-            f"the {source} endpoint is disabled: {SECRET_SETTING[source]} is not set",
+            f"the {source} endpoint is disabled: BROKER_{SENDERS[source].secret_setting.upper()} is not set",
         )
     try:
         incoming = await authentic_events(request, source, settings, secret)

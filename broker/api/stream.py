@@ -9,6 +9,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import redis.asyncio as aredis
 from aiohttp import web
@@ -17,14 +18,14 @@ from redis.exceptions import RedisError
 from broker import keys
 from broker.api.auth import authenticate
 from broker.api.events import parse_filter
-from broker.queue import async_redis
-from broker.store import CHANGES_STREAM, EventFilter
+from broker.store import CHANGES_STREAM, EventFilter, text
 from handlers.models import Event
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 HEARTBEAT_S = 15.0
+BLOCK_MS = 5000
 CLIENT_BUFFER = 1000
 
 
@@ -57,17 +58,17 @@ class ChangeFanout:
         # redis-py may turn a cancelled blocking read into a timeout error, so a flag ends the loop.
         while self.running:
             try:
-                replies = await redis.xread({CHANGES_STREAM: self.last_id}, block=5000, count=500)
+                replies: Any = await redis.xread({CHANGES_STREAM: self.last_id}, block=BLOCK_MS, count=500)
             except RedisError as exc:
                 if not self.running:
                     break
                 log.warning("change stream read failed: %s", exc)
                 await asyncio.sleep(1)
                 continue
-            for _stream, entries in replies or []:
-                for stream_id, fields in entries:
-                    self.last_id = stream_id.decode()
-                    self.publish(self.last_id, Event.model_validate_json(fields[b"event"]))
+            entries: list[Any] = [entry for _stream, batch in replies or [] for entry in batch]
+            for stream_id, fields in entries:
+                self.last_id = text(stream_id)
+                self.publish(self.last_id, Event.model_validate_json(fields[b"event"]))
 
 
 FANOUT: web.AppKey[ChangeFanout] = web.AppKey("change_fanout")
@@ -81,7 +82,7 @@ async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
     app[FANOUT] = fanout
     # Its own connection: a blocking XREAD must not hold one of the request pool's, and closing it is
     # what reliably interrupts the read at shutdown.
-    reader = async_redis(app[keys.SETTINGS].redis_url or "")
+    reader = aredis.Redis.from_url(app[keys.SETTINGS].redis_url or "", socket_timeout=BLOCK_MS / 1000 + 10)
     task = asyncio.create_task(fanout.run(reader))
     yield
     fanout.running = False

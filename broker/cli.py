@@ -44,20 +44,11 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
         embedded = EmbeddedRedis(settings.data_dir)
         settings = settings.model_copy(update={"redis_url": embedded.url})
     env = {**os.environ, "BROKER_REDIS_URL": settings.redis_url or ""}
-    workers = [
-        subprocess.Popen([sys.executable, "-m", "broker.cli", "worker"], env=env)
-        for _ in range(args.workers or settings.workers)
-    ]
+    workers = [spawn(["worker"], env) for _ in range(args.workers or settings.workers)]
     try:
         start_web(settings, args.host, args.port)
     finally:
-        for proc in workers:
-            proc.terminate()
-        for proc in workers:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(workers)
         if embedded:
             embedded.close()
     return 0
@@ -75,13 +66,37 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    """By default one process per queue role: a slow notification target (up to its timeout per try)
+    then never holds up event processing."""
     from broker.worker import run_worker, wait_for_redis
 
     need_redis(settings, "worker")
     assert settings.redis_url
     wait_for_redis(settings.redis_url)
-    run_worker(settings, burst=args.burst)
+    roles = args.queues.split(",")
+    if len(roles) == 1 or args.burst:
+        run_worker(settings, roles=roles, burst=args.burst)
+        return 0
+    helpers = [spawn(["worker", "--queues", role]) for role in roles[1:]]
+    try:
+        run_worker(settings, roles=roles[:1])
+    finally:
+        stop(helpers)
     return 0
+
+
+def spawn(args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "broker.cli", *args], env=env)
+
+
+def stop(processes: list[subprocess.Popen[bytes]]) -> None:
+    for proc in processes:
+        proc.terminate()
+    for proc in processes:
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,6 +112,12 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--port", type=int, default=None)
     worker = sub.add_parser("worker", help="one worker process")
     worker.add_argument("--burst", action="store_true", help="exit once the queues are empty")
+    worker.add_argument(
+        "--queues",
+        default="events,notify",
+        choices=["events,notify", "events", "notify", "notify,events"],
+        help="queue roles; with both, notifications get a process of their own",
+    )
     run.set_defaults(handler=cmd_run)
     web_cmd.set_defaults(handler=cmd_web)
     worker.set_defaults(handler=cmd_worker)

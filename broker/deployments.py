@@ -69,6 +69,14 @@ class Deployment(BaseModel):
     created_at: datetime = Field(default_factory=_now)
     updated_at: datetime = Field(default_factory=_now)
 
+    def fill(self, *, event_id: str | None = None, **values: Any) -> None:
+        """Set the fields this record does not know yet (what it knows stays), and note the event."""
+        for name, value in values.items():
+            if value is not None and not getattr(self, name):
+                setattr(self, name, value)
+        if event_id and event_id not in self.events:
+            self.events.append(event_id)
+
     def derive_status(self) -> str:
         if self.build and self.build.status in ("failure", "killed", "error", "declined"):
             return "build_failed"

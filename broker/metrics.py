@@ -241,13 +241,15 @@ class ClusterCollector(Collector):
         workers = GaugeMetricFamily(
             "broker_workers",
             "rq workers registered on the broker's queues, by state" + CLUSTER_NOTE,
-            ["state"],
+            labels=["state"],
         )
         for state, count in sorted(snap.workers.items()):
             workers.add_metric([state], count)
         yield workers
         events = GaugeMetricFamily(
-            "broker_events", "Events in the log (within retention), by status" + CLUSTER_NOTE, ["status"]
+            "broker_events",
+            "Events in the log (within retention), by status" + CLUSTER_NOTE,
+            labels=["status"],
         )
         for status, count in sorted(snap.events_by_status.items()):
             events.add_metric([status], count)
@@ -260,18 +262,22 @@ class ClusterCollector(Collector):
 
 
 def _queue_families(queues: list[QueueStats]) -> Iterator[Metric]:
-    depth = GaugeMetricFamily("broker_queue_depth", "Jobs waiting in an rq queue" + CLUSTER_NOTE, ["queue"])
+    depth = GaugeMetricFamily(
+        "broker_queue_depth", "Jobs waiting in an rq queue" + CLUSTER_NOTE, labels=["queue"]
+    )
     age = GaugeMetricFamily(
         "broker_queue_oldest_job_age_seconds",
         "Age of the job at the head of an rq queue, 0 when empty" + CLUSTER_NOTE,
-        ["queue"],
+        labels=["queue"],
     )
     scheduled = GaugeMetricFamily(
-        "broker_queue_scheduled_jobs", "Jobs waiting for a retry time" + CLUSTER_NOTE, ["queue"]
+        "broker_queue_scheduled_jobs", "Jobs waiting for a retry time" + CLUSTER_NOTE, labels=["queue"]
     )
-    started = GaugeMetricFamily("broker_queue_started_jobs", "Jobs being run now" + CLUSTER_NOTE, ["queue"])
+    started = GaugeMetricFamily(
+        "broker_queue_started_jobs", "Jobs being run now" + CLUSTER_NOTE, labels=["queue"]
+    )
     failed = GaugeMetricFamily(
-        "broker_queue_failed_jobs", "Jobs in rq's failed registry" + CLUSTER_NOTE, ["queue"]
+        "broker_queue_failed_jobs", "Jobs in rq's failed registry" + CLUSTER_NOTE, labels=["queue"]
     )
     for q in queues:
         depth.add_metric([q.name], q.depth)

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     )
     # GitOps core (broker/gitops): burst coalescing, the per-Application writer lock, sync and follow-up.
     gitops_coalesce_window_ms: int = Field(300, description="pushes for one app this close become one update")
-    gitops_lock_ttl_s: float = 60.0
+    gitops_lock_ttl_s: float = Field(300.0, description="a crashed writer blocks its app this long")
     gitops_lock_wait_s: float = 30.0
     gitops_conflict_retries: int = 5
     gitops_sync_follow_timeout_s: float = Field(120.0, description="0 = request the sync, do not follow it")
@@ -82,6 +82,9 @@ class Settings(BaseSettings):
     notify_ssrf_allow: Annotated[list[str], NoDecode] = Field(
         default_factory=list,
         description="CIDRs a target may resolve into although not public, e.g. '10.0.0.0/8,127.0.0.1/32'",
+    )
+    notify_ca_bundle: str | None = Field(
+        None, description="PEM CA bundle for https webhook targets (else certifi)"
     )
 
     # Serving.

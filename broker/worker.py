@@ -18,6 +18,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.registry import StartedJobRegistry
 
+from broker import metrics
 from broker.errors import PermanentError
 from broker.logs import event_context
 from broker.queue import event_queue, retry_policy, sync_redis
@@ -113,6 +114,7 @@ def process_event(event_id: str) -> str:
             outcome = ctx.process(running)
         except PermanentError as exc:
             _advance(ctx, running, status="dead", reason=f"permanent failure: {exc}")
+            metrics.record_processed(ctx.redis, event, "dead")  # ops metrics (broker/metrics.py)
             return "dead"
         except Exception as exc:
             if running.attempts >= ctx.settings.max_attempts:
@@ -120,11 +122,13 @@ def process_event(event_id: str) -> str:
                 _advance(
                     ctx, running, status="dead", reason=f"gave up after {running.attempts} attempts: {exc}"
                 )
+                metrics.record_processed(ctx.redis, event, "dead")  # ops metrics
                 return "dead"
             log.warning("attempt %d failed, will retry: %s", running.attempts, exc)
             _advance(
                 ctx, running, status="failed", reason=f"attempt {running.attempts} failed: {exc}; retrying"
             )
+            metrics.record_processed(ctx.redis, event, "retry")  # ops metrics
             raise
         _advance(
             ctx,
@@ -135,6 +139,7 @@ def process_event(event_id: str) -> str:
             deployment_id=outcome.deployment_id or running.deployment_id,
         )
         log.info("event processed", extra={"status": outcome.status, "reason": outcome.reason})
+        metrics.record_processed(ctx.redis, event, outcome.status)  # ops metrics
         if outcome.notices:
             ctx.notify(outcome.notices)
         return outcome.status
@@ -174,20 +179,29 @@ def _maintenance_loop(settings: Settings, store: SyncEventStore, stop: threading
             log.warning("retention trim failed: %s", exc)
 
 
-def worker_queues(settings: Settings, connection: redis.Redis) -> list[Queue]:
-    names = [settings.queue_name, getattr(settings, "notify_queue_name", None)]
-    return [Queue(name, connection=connection) for name in names if name]
+QUEUE_ROLES = ("events", "notify")
 
 
-def run_worker(settings: Settings, *, burst: bool = False, name: str | None = None) -> None:
-    """One worker process. SimpleWorker runs jobs in-process: rq's forking Worker costs ~11 ms a job."""
+def worker_queues(
+    settings: Settings, connection: redis.Redis, roles: Iterable[str] = QUEUE_ROLES
+) -> list[Queue]:
+    names = {"events": settings.queue_name, "notify": settings.notify_queue_name}
+    return [Queue(names[role], connection=connection) for role in roles]
+
+
+def run_worker(
+    settings: Settings, *, roles: Iterable[str] = QUEUE_ROLES, burst: bool = False, name: str | None = None
+) -> None:
+    """One worker process on the queues of `roles`. SimpleWorker runs jobs in-process: rq's forking
+    Worker costs ~11 ms a job."""
     ctx = WorkerContext.build(settings)
     install(ctx)
     stop = threading.Event()
     threading.Thread(target=_maintenance_loop, args=(settings, ctx.store, stop), daemon=True).start()
-    queues = worker_queues(settings, ctx.redis)
+    queues = worker_queues(settings, ctx.redis, roles)
     recover_abandoned(ctx.redis, queues)
-    worker = SimpleWorker(queues, connection=ctx.redis, name=name)
+    # rq's maintenance (which re-queues jobs of dead workers) every minute instead of every ten.
+    worker = SimpleWorker(queues, connection=ctx.redis, name=name, maintenance_interval=60)
     try:
         worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level.upper())
     finally:

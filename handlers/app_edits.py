@@ -5,8 +5,9 @@ a resourceVersion test. Also what the Application carries and runs now, for the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from handlers.catalog_parse import TrackedImage
@@ -105,6 +106,19 @@ def kustomize_images(existing: Sequence[str], writes: Sequence[ImageWrite]) -> l
     return images
 
 
+def _list_op(
+    pointer: str, source: Mapping[str, Any], section: str, key: str, edit: Callable[[list[Any]], list[Any]]
+) -> list[dict[str, Any]]:
+    """The op setting `<source>/<section>/<key>` to `edit(current list)`, or none when unchanged."""
+    before = list((source.get(section) or {}).get(key) or [])
+    after = edit(before)
+    if after == before:
+        return []
+    if section not in source:
+        return [{"op": "add", "path": f"{pointer}/{section}", "value": {key: after}}]
+    return [{"op": "add", "path": f"{pointer}/{section}/{key}", "value": after}]
+
+
 def writeback_patch(app: Mapping[str, Any], writes: Sequence[ImageWrite]) -> list[dict[str, Any]]:
     """JSON Patch for an `argocd` write-back, or [] when the Application already carries every value.
     The first op tests `metadata.resourceVersion`, so a concurrent change makes the patch fail (409/422)
@@ -121,25 +135,13 @@ def writeback_patch(app: Mapping[str, Any], writes: Sequence[ImageWrite]) -> lis
         helm_group = [w for w in group if not is_kustomize(source, w.image)]
         kust_group = [w for w in group if is_kustomize(source, w.image)]
         if helm_group:
-            helm = source.get("helm") or {}
-            before = list(helm.get("parameters") or [])
-            after = helm_parameters(before, helm_group)
-            if after != before:
-                if "helm" not in source:
-                    ops.append({"op": "add", "path": f"{pointer}/helm", "value": {"parameters": after}})
-                else:
-                    ops.append({"op": "add", "path": f"{pointer}/helm/parameters", "value": after})
+            ops += _list_op(
+                pointer, source, "helm", "parameters", partial(helm_parameters, writes=helm_group)
+            )
         if kust_group:
-            kustomize = source.get("kustomize") or {}
-            before_images = list(kustomize.get("images") or [])
-            after_images = kustomize_images(before_images, kust_group)
-            if after_images != before_images:
-                if "kustomize" not in source:
-                    ops.append(
-                        {"op": "add", "path": f"{pointer}/kustomize", "value": {"images": after_images}}
-                    )
-                else:
-                    ops.append({"op": "add", "path": f"{pointer}/kustomize/images", "value": after_images})
+            ops += _list_op(
+                pointer, source, "kustomize", "images", partial(kustomize_images, writes=kust_group)
+            )
     if not ops:
         return []
     version = (app.get("metadata") or {}).get("resourceVersion")

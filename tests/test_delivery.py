@@ -5,6 +5,9 @@ rotation, auto-disable with the team told, SSRF at send time, and a chat channel
 
 from __future__ import annotations
 
+import ssl
+import subprocess
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -18,6 +21,7 @@ from broker.notify.store import NotifyStore
 from broker.settings import Settings
 from handlers.notices import Notice
 from tests.notify_support import (  # noqa: F401 (fixtures, registered by name)
+    Receiver,
     Reply,
     notify_settings,
     nsettings_fixture,
@@ -282,3 +286,60 @@ def test_a_stale_job_does_nothing(sync_redis, nsettings, receiver):
     assert deliverer.run(delivery.id, delivery.token) == "succeeded"
     assert deliverer.run(delivery.id, delivery.token) == "stale"  # the queued duplicate job
     assert len(receiver.at("/hook")) == 1
+
+
+def test_default_chat_text_says_what_deployed(sync_redis, nsettings, receiver):
+    sub_id, _ = subscribe(sync_redis, nsettings, receiver.url("/chat").replace("http://", "json://"))
+    data = {
+        "image": "harbor.example.com/team-demo/shop:1.2.3@sha256:abc",
+        "commit": "abc123",
+        "commit_message": "fix the cart",
+        "build_link": "https://drone.example.com/demo/shop/12",
+        "pusher": "alice",
+        "argocd": {"phase": "Succeeded", "health": "Healthy"},
+    }
+    live = Notice(kind="deployment.succeeded", team=TEAM, app="shop", summary="shop is live", data=data)
+    emit(sync_redis, nsettings, [live])
+    settle(sync_redis, nsettings, sub_id, "succeeded")
+    lines = receiver.at("/chat")[0].json()["message"].splitlines()
+    assert lines[0] == "shop is live"
+    for expected in (
+        "image: harbor.example.com/team-demo/shop:1.2.3@sha256:abc",
+        "commit: abc123",
+        "commit message: fix the cart",
+        "build link: https://drone.example.com/demo/shop/12",
+        "pushed by: alice",
+        "Argo CD sync: Succeeded",
+        "Argo CD health: Healthy",
+    ):
+        assert expected in lines
+
+
+def self_signed(directory: Path, name: str) -> tuple[Path, Path]:
+    cert, key = directory / f"{name}.pem", directory / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-keyout", str(key),
+         "-out", str(cert), "-subj", f"/CN={name}", "-addext", f"subjectAltName=DNS:{name}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_https_is_pinned_too_with_the_certificate_checked_against_the_host_name(tmp_path):
+    cert, key = self_signed(tmp_path, "hooks.test")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    server = Receiver(ssl_context=context).start()
+    try:
+        url = f"https://hooks.test:{server.port}/tls"  # the name does not resolve: the address is pinned
+        ok = transport.post_webhook(url, "127.0.0.1", "{}", {}, timeout_s=3, ca_bundle=str(cert))
+        assert ok.ok and server.at("/tls")[0].headers["Host"] == f"hooks.test:{server.port}"
+        wrong_name = transport.post_webhook(
+            url.replace("hooks.test", "other.test"), "127.0.0.1", "{}", {}, timeout_s=3, ca_bundle=str(cert)
+        )
+        assert not wrong_name.ok and "doesn't match" in (wrong_name.error or "")
+        untrusted = transport.post_webhook(url, "127.0.0.1", "{}", {}, timeout_s=3)  # certifi's bundle
+        assert not untrusted.ok and "CERTIFICATE_VERIFY_FAILED" in (untrusted.error or "")
+        assert len(server.at("/tls")) == 1
+    finally:
+        server.stop()

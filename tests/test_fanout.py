@@ -119,3 +119,4 @@ def test_emit_uses_the_settings_queue_name(sync_redis, settings, receiver):
     [delivery_id] = emit(sync_redis, custom, [notice()])
     [job] = Queue("team-notify-test", connection=sync_redis).get_jobs()
     assert job.args[0] == delivery_id and job.func_name == "broker.notify.delivery.deliver_job"
+    assert job.retries_left == 2  # rq re-runs it if its worker dies mid-attempt (same token: at-least-once)

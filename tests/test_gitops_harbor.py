@@ -193,7 +193,11 @@ async def test_burst_across_concurrent_workers_becomes_one_update_and_one_sync(
                 outcome.status == "done"
                 and outcome.reason == f"team-demo-hello: coalesced into event {leader.id}"
             )
-            assert outcome.notices == []
+            assert outcome.notices == [] and outcome.deployment_id == leader_outcome.deployment_id
+    record = DeploymentStore(sync_redis, ttl_s=60).get(leader_outcome.deployment_id or "")
+    assert record is not None and sorted(record.events) == sorted(
+        e.id for e in events
+    )  # one record per rollout
 
 
 async def test_burst_still_queued_is_folded_in_by_a_single_worker(

@@ -4,15 +4,18 @@ ImageUpdaters, a re-list when the watch expires (410 Gone), and a prompt stop.""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
+from pathlib import Path
 
 import redis
+import yaml
 from kubernetes import client
 
-from broker.gitops import GitOps
+from broker.gitops import GitOps, build_gitops
 from broker.settings import Settings
 from tests.argocd_emulator import APPS, ArgoEmulator, eventually
-from tests.gitops_fixtures import IU, apl_app, apl_updater, classic_app
+from tests.gitops_fixtures import IU, apl_app, apl_updater, classic_app, harbor_event
 
 pytest_plugins = ["tests.gitops_plugin"]
 
@@ -83,3 +86,35 @@ async def test_watch_keeps_the_catalog_current_and_relists_on_expiry(
         assert time.monotonic() - started < 1.0
     await asyncio.sleep(0.1)
     assert all(not t.is_alive() for t in gitops.watch._threads)
+
+
+async def test_build_gitops_from_a_kubeconfig_and_without_a_cluster(
+    tmp_path: Path, emu: ArgoEmulator, gitops_settings: Settings, sync_redis: redis.Redis
+) -> None:
+    emu.seed(APPS, "team-demo-hello", classic_app("demo", "hello"))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "kmock", "cluster": {"server": str(emu.url).rstrip("/")}}],
+                "users": [{"name": "broker", "user": {"token": "t"}}],
+                "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "broker"}}],
+                "current-context": "kmock",
+            }
+        )
+    )
+    gitops = build_gitops(gitops_settings.model_copy(update={"kubeconfig": str(kubeconfig)}), sync_redis)
+    assert gitops is not None
+    try:
+        await eventually(lambda: gitops.catalog.app("team-demo-hello") is not None)
+        other = harbor_event("demo", "hello", "1.4.3").model_copy(update={"source": "gitlab"})
+        outcome = await asyncio.to_thread(gitops.process, other)
+        assert outcome.status == "ignored" and "not handled" in outcome.reason
+    finally:
+        await asyncio.to_thread(gitops.close)
+    if not os.environ.get("KUBECONFIG") and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        assert (
+            build_gitops(gitops_settings, sync_redis) is None
+        )  # no cluster: the worker records, deploys nothing

@@ -107,3 +107,17 @@ async def test_team_for_token_and_normalize(async_redis):
     assert team_tokens.normalize_team("team-demo") == team_tokens.normalize_team("Demo") == "demo"
     with pytest.raises(ValueError):
         team_tokens.normalize_team("team_demo")
+
+
+async def test_routes_are_served_by_the_real_app(client):
+    """create_app registers both route tables and its rq queue's connection serves the sync store."""
+    resp = await client.post("/api/v1/teams/team-demo/tokens", headers=ADMIN)
+    assert resp.status == 201
+    team = bearer((await resp.json())["token"])
+    assert (await (await client.get("/api/v1/subscriptions", headers=team)).json()) == {"items": []}
+    refused = await client.post(
+        "/api/v1/subscriptions", json={"target": "http://127.0.0.1:9/x"}, headers=team
+    )
+    assert (
+        refused.status == 400 and "loopback" in (await refused.json())["detail"]
+    )  # no allow-list by default

@@ -31,12 +31,13 @@ def process_drone(engine: Engine, event: Event) -> Outcome:
 
         def change(dep: Deployment) -> None:
             dep.build = plan.build
-            dep.team = dep.team or plan.team
-            dep.repo = dep.repo or plan.repo
-            dep.commit = dep.commit or plan.commit
-            dep.commit_message = dep.commit_message or plan.message
-            if event.id not in dep.events:
-                dep.events.append(event.id)
+            dep.fill(
+                event_id=event.id,
+                team=plan.team,
+                repo=plan.repo,
+                commit=plan.commit,
+                commit_message=plan.message,
+            )
 
         store.update(found, change)
     if plan.tag:

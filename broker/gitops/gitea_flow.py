@@ -30,15 +30,16 @@ def _deployment_for(engine: Engine, event: Event, commit: CommitInfo) -> str:
         return store.create(deployment, event_id=event.id).id
 
     def change(dep: Deployment) -> None:
-        if not commit.own_writeback:  # our own commit keeps the record's source commit
-            dep.repo = dep.repo or commit.repo
-            dep.commit_message = dep.commit_message or commit.message.strip() or None
-            dep.commit_url = dep.commit_url or commit.url
-            dep.pusher = dep.pusher or commit.pusher
-            dep.ref = dep.ref or commit.ref
-        dep.team = dep.team or commit.team
-        if event.id not in dep.events:
-            dep.events.append(event.id)
+        dep.fill(event_id=event.id, team=commit.team)
+        if not commit.own_writeback:  # our own write-back commit keeps the record's source commit
+            message = commit.message.strip() or None
+            dep.fill(
+                repo=commit.repo,
+                commit_message=message,
+                commit_url=commit.url,
+                pusher=commit.pusher,
+                ref=commit.ref,
+            )
 
     store.update(found, change)
     return found

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from broker.deployments import Deployment, new_id
@@ -17,7 +18,7 @@ from broker.gitops.kube import NotFound
 from broker.gitops.queued import queued_candidates
 from broker.gitops.steps import follow_step, request_step
 from broker.gitops.writeback import Chosen, WriteOutcome, write_argocd, write_git
-from handlers.catalog_parse import AppEntry, WriteBack, parse_application
+from handlers.catalog_parse import WriteBack, parse_application
 from handlers.gitops_actions import ImageUpdate
 from handlers.image_refs import image_text
 from handlers.image_strategies import Candidate, best
@@ -31,6 +32,7 @@ class AppResult:
     actions: list[Action] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
     summary: str = ""
+    deployment_id: str | None = None
 
 
 def process_harbor(engine: Engine, event: Event) -> Outcome:
@@ -46,14 +48,25 @@ def process_harbor(engine: Engine, event: Event) -> Outcome:
     actions = list(plan.actions)
     if not plan.updates:
         return Outcome(status="ignored", reason=plan.reason, actions=actions)
-    deployment_id = _deployment_for(engine, event)
+    linked: list[str] = []
+
+    def deployment() -> str:
+        """Created (or found) only once an update really goes ahead: a push folded into another
+        event's update belongs to that event's deployment instead."""
+        if not linked:
+            linked.append(_deployment_for(engine, event))
+        return linked[0]
+
     by_app: dict[str, list[ImageUpdate]] = defaultdict(list)
     for update in plan.updates:
         by_app[update.app].append(update)
     notices: list[Notice] = []
     summaries = []
+    elsewhere: list[str] = []
     for app in sorted(by_app):
-        result = _update_app(engine, event, app, by_app[app], deployment_id)
+        result = _update_app(engine, event, app, by_app[app], deployment)
+        if result.deployment_id and not linked:
+            elsewhere.append(result.deployment_id)
         actions += result.actions
         notices += result.notices
         summaries.append(f"{app}: {result.summary}")
@@ -61,7 +74,7 @@ def process_harbor(engine: Engine, event: Event) -> Outcome:
         status="done",
         reason="; ".join(summaries),
         actions=actions,
-        deployment_id=deployment_id,
+        deployment_id=linked[0] if linked else (elsewhere[0] if elsewhere else None),
         notices=notices,
     )
 
@@ -84,22 +97,14 @@ def _deployment_for(engine: Engine, event: Event) -> str:
     def change(dep: Deployment) -> None:
         if dep.image is None or (dep.image == event.image and dep.tag == event.tag):
             dep.image, dep.tag, dep.digest = event.image, event.tag, event.digest
-        dep.team = dep.team or event.team
-        if event.id not in dep.events:
-            dep.events.append(event.id)
+        dep.fill(event_id=event.id, team=event.team)
 
     store.update(found, change)
     return found
 
 
-def _entry(engine: Engine, app: str, live: dict | None) -> AppEntry | None:
-    if live is not None:
-        return parse_application(live, engine.catalog.aliases)
-    return engine.catalog.app(app)
-
-
 def _update_app(
-    engine: Engine, event: Event, app: str, updates: list[ImageUpdate], deployment_id: str
+    engine: Engine, event: Event, app: str, updates: list[ImageUpdate], deployment: Callable[[], str]
 ) -> AppResult:
     settings, state = engine.settings, engine.state
     out = AppResult()
@@ -131,6 +136,7 @@ def _update_app(
                     kind="coalesce", target=app, decision=text, detail={"events": members}, at=engine.now()
                 )
             )
+        deployment_id = deployment()
         try:
             live = engine.kube.get_app(app)
         except NotFound:
@@ -141,11 +147,14 @@ def _update_app(
             )
             out.summary = "Application no longer exists"
             return out
-        entry = _entry(engine, app, live)
+        entry = parse_application(live, engine.catalog.aliases)
         progress = state.progress(event.id, app)
         already = dict(progress.get("written") or {})
         outcomes = _write_back(engine, event, app, chosen, already)
         written = {w.image.alias: w.value for o in outcomes for w in o.writes if o.changed}
+        kept = {
+            alias: value for o in outcomes for alias, value in o.kept.items()
+        }  # written on a past attempt
         for alias, (_tracked, cand) in chosen.items():
             if alias in written:
                 state.record_applied(app, alias, cand, written[alias])
@@ -154,16 +163,16 @@ def _update_app(
         dep = _record_writes(engine, deployment_id, app, outcomes, chosen)
         for outcome in outcomes:
             out.actions.extend(_write_actions(engine, app, outcome))
-        if not written and not already:
+        if not written and not kept:
             reasons = "; ".join(v.reason for o in outcomes for v in o.refused.values()) or "nothing to change"
             engine.set_rollout(deployment_id, app, status="unchanged", write=reasons)
             out.summary = reasons
             return out
-        out.notices.append(_image_notice(engine, event, app, team, dep, chosen, deployment_id))
+        out.notices.append(_image_notice(event, app, team, dep, deployment_id))
         if written:
             out.notices.append(_written_notice(event, app, team, dep, outcomes, deployment_id))
         auto_sync = bool(entry and entry.auto_sync)
-        methods = {o.method for o in outcomes if o.changed or already}
+        methods = {o.method for o in outcomes if o.changed or o.kept}
         mode, why = _sync_mode(auto_sync, methods)
         step = request_step(
             engine,
@@ -181,7 +190,7 @@ def _update_app(
     followed = follow_step(engine, step, event_id=event.id, app=app, team=team, deployment_id=deployment_id)
     out.actions += followed.actions
     out.notices += followed.notices
-    values = ", ".join(f"{a}={v}" for a, v in sorted({**already, **written}.items()))
+    values = ", ".join(f"{a}={v}" for a, v in sorted({**kept, **written}.items()))
     out.summary = f"updated {values}; {step.actions[-1].decision if step.actions else mode}"
     if followed.actions:
         out.summary += f"; {followed.actions[-1].result}"
@@ -191,6 +200,8 @@ def _update_app(
 def _coalesced(engine: Engine, event: Event, app: str, into: str) -> AppResult:
     text = f"coalesced into event {into}"
     other = engine.deployments.for_event(into)
+    if other:
+        engine.attach_event(other, event.id)
     return AppResult(
         actions=[
             Action(
@@ -202,6 +213,7 @@ def _coalesced(engine: Engine, event: Event, app: str, into: str) -> AppResult:
             )
         ],
         summary=text,
+        deployment_id=other,
     )
 
 
@@ -317,25 +329,27 @@ def _record_writes(
     )
 
 
-def _image_notice(
-    engine: Engine,
-    event: Event,
-    app: str,
-    team: str | None,
-    dep: Deployment | None,
-    chosen: Chosen,
-    deployment_id: str,
+def _notice(
+    kind: str, event: Event, app: str, team: str | None, deployment_id: str, summary: str, data: dict
 ) -> Notice:
-    pushed = image_text(event.image or "", event.tag, event.digest)
-    pusher = (event.payload or {}).get("operator")
     return Notice(
-        kind="image.pushed",
+        kind=kind,
         team=team,
         app=app,
         event_id=event.id,
         deployment_id=deployment_id,
-        summary=f"{pushed} pushed; tracked by {app}",
-        data=notice_data(dep, app, pushed=pushed, harbor_operator=pusher),
+        summary=summary,
+        data=data,
+    )
+
+
+def _image_notice(
+    event: Event, app: str, team: str | None, dep: Deployment | None, deployment_id: str
+) -> Notice:
+    pushed = image_text(event.image or "", event.tag, event.digest)
+    data = notice_data(dep, app, pushed=pushed, harbor_operator=(event.payload or {}).get("operator"))
+    return _notice(
+        "image.pushed", event, app, team, deployment_id, f"{pushed} pushed; tracked by {app}", data
     )
 
 
@@ -349,15 +363,6 @@ def _written_notice(
 ) -> Notice:
     values = ", ".join(f"{w.image.written_image}:{w.value}" for o in outcomes if o.changed for w in o.writes)
     where = "; ".join(f"{o.method} {o.where}" for o in outcomes if o.changed)
-    commits = [o.commit for o in outcomes if o.commit]
-    return Notice(
-        kind="update.written",
-        team=team,
-        app=app,
-        event_id=event.id,
-        deployment_id=deployment_id,
-        summary=f"{app} now set to {values}",
-        data=notice_data(
-            dep, app, written=values, where=where, writeback_commit=commits[0] if commits else None
-        ),
-    )
+    commit = next((o.commit for o in outcomes if o.commit), None)
+    data = notice_data(dep, app, written=values, where=where, writeback_commit=commit)
+    return _notice("update.written", event, app, team, deployment_id, f"{app} now set to {values}", data)

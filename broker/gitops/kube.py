@@ -101,23 +101,12 @@ class Kube:
         )
 
     def json_patch_app(self, name: str, ops: list[dict[str, Any]]) -> dict[str, Any]:
-        return _dict(
-            call(
-                f"patch Application {name}",
-                lambda: self.custom.patch_namespaced_custom_object(
-                    GROUP,
-                    VERSION,
-                    self.namespace,
-                    APPLICATIONS,
-                    name,
-                    ops,
-                    _content_type=JSON_PATCH,
-                    _request_timeout=REQUEST_TIMEOUT,
-                ),
-            )
-        )
+        return self._patch_app(name, ops, JSON_PATCH)
 
     def merge_patch_app(self, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        return self._patch_app(name, body, MERGE_PATCH)
+
+    def _patch_app(self, name: str, body: Any, content_type: str) -> dict[str, Any]:
         return _dict(
             call(
                 f"patch Application {name}",
@@ -128,7 +117,7 @@ class Kube:
                     APPLICATIONS,
                     name,
                     body,
-                    _content_type=MERGE_PATCH,
+                    _content_type=content_type,
                     _request_timeout=REQUEST_TIMEOUT,
                 ),
             )

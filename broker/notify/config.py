@@ -26,6 +26,7 @@ class NotifyConfig(BaseModel):
     delivery_ttl_s: int = 14 * 24 * 3600
     keep_deliveries: int = 1000
     ssrf_allow: tuple[str, ...] = ()
+    ca_bundle: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NotifyConfig:

@@ -96,7 +96,10 @@ class Deliverer:
         address = checked[0].addresses[0]
         body_text = templates.webhook_body(notices, sub.template, now)
         headers = signing.sign(sub.signing_secrets(now), delivery.message_id, now, body_text)
-        return transport.post_webhook(sub.target.url, address, body_text, headers, timeout), address
+        sent = transport.post_webhook(
+            sub.target.url, address, body_text, headers, timeout, self.config.ca_bundle
+        )
+        return sent, address
 
     def _after(
         self, sub: Subscription, delivery: Delivery, now: datetime, result: SendResult, address: str | None

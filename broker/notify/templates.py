@@ -17,6 +17,22 @@ from typing import Any
 from handlers.notices import Notice
 
 MAX_DETAIL_LINES = 20
+# What deployed first, in the words a team reads (keys as the GitOps code fills `Notice.data`); any other
+# key follows under its own name.
+LABELS = (
+    ("app", "app"),
+    ("image", "image"),
+    ("commit", "commit"),
+    ("commit_message", "commit message"),
+    ("commit_url", "commit link"),
+    ("build_number", "build"),
+    ("build_link", "build link"),
+    ("pusher", "pushed by"),
+    ("argocd_phase", "Argo CD sync"),
+    ("argocd_health", "Argo CD health"),
+    ("argocd_message", "Argo CD says"),
+    ("team", "team"),
+)
 MAX_VALUE = 300
 _KEY_RE = re.compile(r"[^A-Za-z0-9_]")
 SUCCESS_KINDS = frozenset({"sync.succeeded", "app.healthy", "deployment.succeeded", "build.succeeded"})
@@ -60,9 +76,10 @@ def text(notices: Sequence[Notice], template: str | None) -> str:
     if template is not None:
         body = string.Template(template).safe_substitute(fields(latest))
     else:
-        lines = [latest.summary]
-        details = [(k, v) for k, v in fields(latest).items() if k not in {"kind", "summary"} and v]
-        lines += [f"{key}: {_clip(value)}" for key, value in details[:MAX_DETAIL_LINES]]
+        flat = {k: v for k, v in fields(latest).items() if v and k not in {"kind", "summary"}}
+        known = [(label, flat.pop(key)) for key, label in LABELS if key in flat]
+        details = known + sorted(flat.items())
+        lines = [latest.summary] + [f"{key}: {_clip(value)}" for key, value in details[:MAX_DETAIL_LINES]]
         body = "\n".join(lines)
     if len(notices) > 1:
         earlier = "\n".join(f"- {n.kind}: {_clip(n.summary)}" for n in notices[:-1])

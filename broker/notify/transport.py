@@ -33,7 +33,9 @@ class SendResult:
     retry_after_s: float | None = None
 
 
-def post_webhook(url: str, address: str, body: str, headers: dict[str, str], timeout_s: float) -> SendResult:
+def post_webhook(
+    url: str, address: str, body: str, headers: dict[str, str], timeout_s: float, ca_bundle: str | None = None
+) -> SendResult:
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -54,7 +56,7 @@ def post_webhook(url: str, address: str, body: str, headers: dict[str, str], tim
     if parts.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
             address, port, timeout=timeout, retries=False, maxsize=1, cert_reqs="CERT_REQUIRED",
-            ca_certs=certifi.where(), server_hostname=host, assert_hostname=host,
+            ca_certs=ca_bundle or certifi.where(), server_hostname=host, assert_hostname=host,
         )  # fmt: skip
     else:
         pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False, maxsize=1)

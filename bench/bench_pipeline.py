@@ -3,8 +3,9 @@
     python bench/bench_pipeline.py [--rate 50] [--seconds 10] [--workers 8]
 
 Everything real except the cluster: kmock's Kubernetes emulator (extended for Argo CD, see
-tests/argocd_emulator.py) in its own process over real HTTP, Redis (a throw-away redis-server unless BENCH_REDIS_URL is set),
-the GitOps engine the worker uses (`GitOps.process`), with `argocd` write-back and Kubernetes-native sync.
+tests/argocd_emulator.py) in its own process over real HTTP, Redis (a throw-away redis-server unless
+BENCH_REDIS_URL is set), the GitOps engine the worker uses (`GitOps.process`), with `argocd` write-back
+and Kubernetes-native sync.
 Events arrive open-loop at the given rate, each for its own Application (as pushes of different
 workloads do), and are handled by a pool of threads standing for worker processes. Latency = arrival ->
 `process()` returned, which happens right after the sync request (following is switched off).

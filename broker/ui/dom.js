@@ -1,4 +1,4 @@
-// DOM building without innerHTML: every piece of data becomes a text node or an attribute value.
+// DOM building from data without HTML parsing: every value becomes a text node or an attribute value.
 
 export function h(tag, props, ...children) {
   const el = document.createElement(tag);

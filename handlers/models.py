@@ -36,16 +36,12 @@ class BuildInfo(BaseModel):
     link: str | None = None
 
 
-class Incoming(BaseModel):
-    """One event extracted from one authentic delivery, before it has an id. A Harbor delivery with
-    several resources yields several. `dedup_keys`: the event is a duplicate if any key was seen."""
-
-    model_config = ConfigDict(frozen=True)
+class EventFields(BaseModel):
+    """What a delivery says about itself: the fields a parser extracts and the stored record keeps."""
 
     source: Source
     type: str
     delivery_id: str | None = None
-    dedup_keys: tuple[str, ...]
     team: str | None = None
     repo: str | None = None
     ref: str | None = None
@@ -54,9 +50,18 @@ class Incoming(BaseModel):
     tag: str | None = None
     digest: str | None = None
     build: BuildInfo | None = None
-    ignore_reason: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
     payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class Incoming(EventFields):
+    """One event extracted from one authentic delivery, before it has an id. A Harbor delivery with
+    several resources yields several. `dedup_keys`: the event is a duplicate if any key was seen."""
+
+    model_config = ConfigDict(frozen=True)
+
+    dedup_keys: tuple[str, ...]
+    ignore_reason: str | None = None
 
 
 class Action(BaseModel):
@@ -73,28 +78,17 @@ class Action(BaseModel):
     at: datetime = Field(default_factory=utcnow)
 
 
-class Event(BaseModel):
+class Event(EventFields):
+    """The stored record, served as-is by /api/v1/events/{id}."""
+
     id: str
-    source: Source
-    type: str
-    delivery_id: str | None = None
     received_at: datetime
-    team: str | None = None
-    repo: str | None = None
-    ref: str | None = None
-    commit: str | None = None
-    image: str | None = None
-    tag: str | None = None
-    digest: str | None = None
-    build: BuildInfo | None = None
     status: EventStatus = "queued"
     reason: str | None = None
     attempts: int = 0
     actions: list[Action] = Field(default_factory=list)
     deployment_id: str | None = None
     updated_at: datetime | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    payload: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
     def from_incoming(cls, incoming: Incoming, *, event_id: str, received_at: datetime) -> Event:

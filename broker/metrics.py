@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -47,6 +47,14 @@ INTAKE_SECONDS = Histogram(
     "Time from request start to the webhook answer",
     ["source"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+SPOOL = Counter(
+    "broker_spool_deliveries_total",
+    "Deliveries through the local spool (spooled, replayed, already_stored, duplicate, rejected)",
+    ["outcome"],
+)
+SPOOL_PENDING_BYTES = Gauge(
+    "broker_spool_pending_bytes", "Bytes in this web process's spool, not yet deleted"
 )
 
 # --- cluster-wide, recorded in Redis by workers ------------------------------------------------------
@@ -102,19 +110,19 @@ WRITEBACKS = ClusterMetric(
 )
 SYNCS = ClusterMetric(
     "broker_syncs",
-    "Argo CD sync or refresh requests by mode (k8s, rest) and result",
-    ("mode", "result"),
+    "Argo CD requests by mode (sync, refresh), channel (k8s, rest) and result (requested, in_flight, error)",
+    ("mode", "via", "result"),
     "counter",
 )
 DELIVERIES = ClusterMetric(
     "broker_notification_deliveries",
-    "Notification delivery attempts by target type and result (succeeded, retrying, dead)",
-    ("target", "result"),
+    "Notification delivery attempts by notice kind and result (succeeded, retrying, dead)",
+    ("kind", "result"),
     "counter",
 )
 CATALOG_SIZE = ClusterMetric(
     "broker_catalog_size",
-    "Objects in the worker's GitOps catalog, by kind (applications, imageupdaters, tracked_images)",
+    "Objects in the workers' GitOps catalog, by kind (applications), as of the last processed event",
     ("kind",),
     "gauge",
 )
@@ -173,14 +181,14 @@ def record_writeback(client: redis.Redis, method: str, result: str) -> None:
     _run(client, lambda pipe: inc(pipe, WRITEBACKS, method, result))
 
 
-def record_sync(client: redis.Redis, mode: str, result: str) -> None:
-    """mode: k8s | rest (| refresh); result: e.g. requested, in_flight, succeeded, failed."""
-    _run(client, lambda pipe: inc(pipe, SYNCS, mode, result))
+def record_sync(client: redis.Redis, mode: str, result: str, *, via: str = "k8s") -> None:
+    """mode: sync | refresh; via: k8s | rest; result: requested | in_flight | error."""
+    _run(client, lambda pipe: inc(pipe, SYNCS, mode, via, result))
 
 
-def record_delivery(client: redis.Redis, target: str, result: str) -> None:
-    """target: webhook | apprise; result: succeeded | retrying | dead."""
-    _run(client, lambda pipe: inc(pipe, DELIVERIES, target, result))
+def record_delivery(client: redis.Redis, kind: str, result: str) -> None:
+    """kind: the notice kind (deployment.succeeded, sync.started, ...); result: succeeded, retrying, dead."""
+    _run(client, lambda pipe: inc(pipe, DELIVERIES, kind, result))
 
 
 def set_catalog_size(client: redis.Redis, sizes: Mapping[str, int]) -> None:

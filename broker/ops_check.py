@@ -48,8 +48,8 @@ class Report:
             shown = f"{ESC}[{code}m{mark}{ESC}[0m" if color else mark
             lines.append(f"  {shown} {text}")
         fails, warns = self.count("fail"), self.count("warn")
-        verdict = "everything checked is working" if not fails else f"{fails} problem{'s' * (fails != 1)}"
-        lines.append(f"\n{verdict}; {warns} warning{'s' * (warns != 1)}")
+        verdict = f"{fails} problem{'s' * (fails != 1)}, {warns} warning{'s' * (warns != 1)}"
+        lines.append("\n" + verdict + ("" if fails else ": nothing is broken"))
         return "\n".join(lines) + "\n"
 
 
@@ -125,9 +125,7 @@ def check_redis(settings: Settings, report: Report) -> None:
         if workers:
             report.add("ok", area, f"{len(workers)} worker{'s' * (len(workers) != 1)} registered")
         else:
-            report.add(
-                "warn", area, "no worker is registered: accepted events wait until `broker worker` runs"
-            )
+            report.add("warn", area, "no worker registered: accepted events wait until `broker worker` runs")
     except redis.RedisError as exc:
         report.add("fail", area, f"cannot reach {mask_url(settings.redis_url)}: {exc}")
     finally:

@@ -150,3 +150,14 @@ async def test_retention_trims_by_age(client, settings, sync_redis):
     store.trim(max_count=100, now=datetime.now(UTC) + timedelta(hours=2))
     assert sync_redis.zcard(ALL_INDEX) == 0
     assert sync_redis.zcard("broker:events:source:gitea") == 0
+
+
+async def test_open_streams_do_not_hold_up_shutdown(aiohttp_client, settings):
+    from broker.app import create_app
+
+    client = await aiohttp_client(create_app(settings))
+    stream = await client.get("/api/v1/events/stream", headers=admin_headers())
+    assert (await stream.content.readline()).startswith(b": connected")
+    # Without ending the streams on shutdown, aiohttp waits its whole shutdown timeout (60 s) here.
+    async with asyncio.timeout(5):
+        await client.close()

@@ -80,8 +80,9 @@ async def test_health_counts_are_scoped_to_the_team(client, sync_redis):
     assert (await client.get("/api/v1/ops/health")).status == 401
 
 
-async def test_health_says_when_redis_is_down(aiohttp_client, settings):
-    down = await aiohttp_client(create_app(settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})))
+async def test_health_says_when_redis_is_down(aiohttp_client, settings, tmp_path):
+    unreachable = {"redis_url": "redis://127.0.0.1:1/0", "spool_max_bytes": 0, "data_dir": tmp_path / "down"}
+    down = await aiohttp_client(create_app(settings.model_copy(update=unreachable)))
     resp = await down.get("/api/v1/ops/health", headers=admin_headers())
     assert resp.status == 503
     assert (await resp.json())["redis"]["ok"] is False
@@ -112,5 +113,12 @@ def test_page_scripts_never_build_html_from_strings():
     assert len(scripts) >= 5
     for script in scripts:
         source = script.read_text()
-        for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function"):
+        for sink in (
+            "innerHTML",
+            "outerHTML",
+            "insertAdjacentHTML",
+            "document.write",
+            "eval(",
+            "new Function",
+        ):
             assert sink not in source, f"{script.name} uses {sink}"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 
@@ -31,13 +32,16 @@ def make_context(settings: Settings, process: Processor = no_cluster) -> tuple[W
 
 
 def run_burst(context: WorkerContext) -> None:
+    # rq installs its own SIGINT/SIGTERM handlers; put pytest's back once the burst is over.
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     install(context)
     try:
-        SimpleWorker(worker_queues(context.settings, context.redis), connection=context.redis).work(
-            burst=True
-        )
+        queues = worker_queues(context.settings, context.redis)
+        SimpleWorker(queues, connection=context.redis).work(burst=True)
     finally:
         install(None)
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
 
 
 def stuck(event: Event) -> Outcome:

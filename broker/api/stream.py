@@ -43,6 +43,14 @@ class ChangeFanout:
     def unsubscribe(self, queue: asyncio.Queue[tuple[str, Event] | None]) -> None:
         self.clients.discard(queue)
 
+    def end_all(self) -> None:
+        """Tell every open stream to finish, so shutdown does not wait on long-lived responses."""
+        for queue in list(self.clients):
+            self.clients.discard(queue)
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(None)
+
     def publish(self, stream_id: str, event: Event) -> None:
         for queue in list(self.clients):
             try:
@@ -50,8 +58,7 @@ class ChangeFanout:
             except asyncio.QueueFull:
                 # A client this far behind is cut loose; it reconnects with Last-Event-ID and catches up.
                 self.clients.discard(queue)
-                while not queue.empty():
-                    queue.get_nowait()
+                queue.get_nowait()
                 queue.put_nowait(None)
 
     async def run(self, redis: aredis.Redis) -> None:
@@ -80,6 +87,7 @@ async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
     # without asking Redis (which may be down while the web tier starts).
     fanout.last_id = f"{int(time.time() * 1000)}-0"
     app[FANOUT] = fanout
+    app.on_shutdown.append(lambda _app: _end_streams(fanout))
     # Its own connection: a blocking XREAD must not hold one of the request pool's, and closing it is
     # what reliably interrupts the read at shutdown.
     reader = aredis.Redis.from_url(app[keys.SETTINGS].redis_url or "", socket_timeout=BLOCK_MS / 1000 + 10)
@@ -91,6 +99,10 @@ async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(asyncio.CancelledError):
         await task
     await reader.aclose()
+
+
+async def _end_streams(fanout: ChangeFanout) -> None:
+    fanout.end_all()
 
 
 def sse_frame(stream_id: str, event: Event) -> bytes:

@@ -16,7 +16,7 @@ const VIEWS = {
 };
 
 const root = document.getElementById("app");
-let session = null; // { ctx, drawer, main, nav, view, name, stopStrip }
+let session = null; // { ctx, drawer, main, nav, view, name, strip }
 
 function parseHash() {
   const [path, query = ""] = location.hash.replace(/^#\/?/, "").split("?");
@@ -31,7 +31,7 @@ function logo() {
 function teardown() {
   if (!session) return;
   if (session.view) session.view.destroy();
-  session.stopStrip();
+  session.strip.stop();
   window.removeEventListener("hashchange", route);
   session = null;
 }
@@ -91,6 +91,7 @@ function showApp(me) {
       history.replaceState(null, "", `#/${name}${query ? `?${query}` : ""}`);
     },
     remount: () => route(),
+    healthRead: (data) => session && session.strip.show(data),
   };
   const drawer = new Drawer(ctx);
   root.replaceChildren(
@@ -101,7 +102,7 @@ function showApp(me) {
         h("span", { class: `who ${me.admin ? "admin" : "team"}`, "data-testid": "principal" }, who), signOut),
       main),
     drawer.scrim, drawer.el);
-  session = { ctx, drawer, main, nav, view: null, name: null, stopStrip: healthStrip(strip) };
+  session = { ctx, drawer, main, nav, view: null, name: null, strip: healthStrip(strip) };
   window.addEventListener("hashchange", route);
   route();
 }

@@ -61,7 +61,7 @@ export function renderDeployment(dep, ctx) {
   const commit = dep.commit ? (dep.commit_url ? externalLink(dep.commit_url, shortSha(dep.commit)) : shortSha(dep.commit)) : null;
   return h("article", { class: "deploy", "data-testid": "deployment", dataset: { id: dep.id } },
     h("header", { class: "deploy-head" },
-      pill(dep.status),
+      pill(dep.status, "dep"),
       h("strong", { class: "mono" }, dep.repo || dep.image || "deployment"),
       ref ? h("span", { class: "muted mono" }, `@ ${ref}`) : null,
       h("span", { class: "muted" }, teamLabel(dep.team)),
@@ -69,16 +69,17 @@ export function renderDeployment(dep, ctx) {
       h("span", { class: "muted small", title: fmtTime(dep.created_at) }, "started ", timeAgo(dep.created_at))),
     dep.commit_message ? h("p", { class: "commit-msg" }, String(dep.commit_message).split("\n")[0],
       dep.pusher ? h("span", { class: "muted" }, ` — ${dep.pusher}`) : null) : null,
-    h("ol", { class: "timeline" },
-      step("Commit", dep.commit ? "ok" : "none", commit),
-      buildStep(dep.build),
-      imageStep(dep)),
+    h("div", { class: "app-row change-row" }, h("div", { class: "app-name muted" }, "change"),
+      h("ol", { class: "timeline" },
+        step("Commit", dep.commit ? "ok" : "none", commit),
+        buildStep(dep.build),
+        imageStep(dep))),
     h("div", { class: "apps" },
       apps.length === 0
         ? h("div", { class: "app-row" }, h("div", { class: "app-name muted" }, "no Application yet"),
           h("ol", { class: "timeline" }, step("Write-back", "pending", null), step("Sync", "pending", null), step("Health", "pending", null)))
         : apps.map((app) => h("div", { class: "app-row", dataset: { app: app.app } },
-          h("div", { class: "app-name" }, h("span", { class: "mono" }, app.app), pill(app.status, "pill-soft")),
+          h("div", { class: "app-name" }, h("span", { class: "mono clip", title: app.app }, app.app), pill(app.status, "pill-soft dep")),
           h("ol", { class: "timeline" }, writeStep(app), syncStep(app), healthStep(app)),
           app.message ? h("p", { class: "app-msg muted" }, app.message) : null))),
     dep.events && dep.events.length

@@ -72,7 +72,9 @@ export function healthView(ctx, root) {
   let timer = null;
   const tick = async () => {
     try {
-      render(body, await api("/api/v1/ops/health"));
+      const data = await api("/api/v1/ops/health");
+      render(body, data);
+      ctx.healthRead(data);
     } catch (err) {
       body.replaceChildren(message("error", `Health unavailable: ${err.message}`));
     }
@@ -82,23 +84,25 @@ export function healthView(ctx, root) {
   return { destroy: () => clearTimeout(timer) };
 }
 
-// The always-visible summary in the top bar.
+// The always-visible summary in the top bar; the health view hands it each reading it makes too.
 export function healthStrip(el) {
+  const show = (data) => {
+    const waiting = data.queues.reduce((n, q) => n + q.depth, 0);
+    const dead = data.events.by_status.dead || 0;
+    el.dataset.state = !data.workers.length || dead ? "warn" : "ok";
+    el.replaceChildren(
+      h("span", { class: "dot" }), `Redis ok · ${data.workers.length} worker${data.workers.length === 1 ? "" : "s"} · ${waiting} waiting · `,
+      h("a", { href: "#/dead", class: dead ? "bad-text" : "" }, `${dead} dead`));
+  };
   const tick = async () => {
     try {
-      const data = await api("/api/v1/ops/health");
-      const waiting = data.queues.reduce((n, q) => n + q.depth, 0);
-      const dead = data.events.by_status.dead || 0;
-      el.dataset.state = !data.workers.length || dead ? "warn" : "ok";
-      el.replaceChildren(
-        h("span", { class: "dot" }), `Redis ok · ${data.workers.length} worker${data.workers.length === 1 ? "" : "s"} · ${waiting} waiting · `,
-        h("a", { href: "#/dead", class: dead ? "bad-text" : "" }, `${dead} dead`));
+      show(await api("/api/v1/ops/health"));
     } catch {
       el.dataset.state = "bad";
       el.replaceChildren(h("span", { class: "dot" }), "broker unreachable");
     }
   };
   tick();
-  const timer = setInterval(tick, 15000);
-  return () => clearInterval(timer);
+  const timer = setInterval(tick, 10000);
+  return { show, stop: () => clearInterval(timer) };
 }

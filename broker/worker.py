@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis import Redis
@@ -26,6 +26,9 @@ from broker.settings import Settings
 from broker.store import SyncEventStore
 from handlers.models import Action, Event, Outcome
 from handlers.notices import Notice
+
+if TYPE_CHECKING:
+    from broker.gitops import GitOps
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,7 @@ class WorkerContext:
     process: Processor
     notify: Notifier
     closers: list[Callable[[], None]] = field(default_factory=list)
+    gitops: GitOps | None = None  # the engine follow-up jobs look through
 
     @classmethod
     def build(cls, settings: Settings, connection: Redis | None = None) -> WorkerContext:
@@ -74,6 +78,7 @@ class WorkerContext:
             store=store,
             process=gitops.process if gitops else no_cluster,
             notify=lambda notices: emit(client, settings, notices),
+            gitops=gitops,
         )
         if gitops:
             context.closers.append(gitops.close)
@@ -143,6 +148,19 @@ def process_event(event_id: str) -> str:
         if outcome.notices:
             ctx.notify(outcome.notices)
         return outcome.status
+
+
+def follow_sync(spec: dict[str, Any]) -> str:
+    """One look at a requested sync; it schedules the next one itself until the sync settles
+    (broker/gitops/follow_job.py)."""
+    from broker.gitops.follow_job import follow_hop
+
+    ctx = context()
+    with event_context(str(spec.get("event_id"))):
+        if ctx.gitops is None:
+            log.warning("a sync follow-up job reached a worker without a cluster: dropped")
+            return "no cluster"
+        return follow_hop(ctx.gitops.engine, ctx.store, ctx.notify, spec)
 
 
 def announce_ignored(event_id: str) -> None:

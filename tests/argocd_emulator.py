@@ -38,6 +38,13 @@ class ArgoEmulator(KubernetesEmulator):
     forced_conflicts: int = 0
     failing_operations: int = 0  # the next N attempts to set `.operation` answer 503
     patch_delay_s: float = 0.0
+    # Crash points: hold the next image write-back or `.operation` request ("write-back"/"operation")
+    # either "before" it is applied (then answer 503: it never landed) or "after" it is applied (the answer
+    # is held), until `released` is set. `holding` is set once a request is held.
+    hold: tuple[str, str] | None = None
+    holding: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+    released: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
+    applied: list[tuple[str, str]] = attrs.field(factory=list, init=False)  # (app, what) that landed
     _versions: Any = attrs.field(factory=lambda: itertools.count(100), init=False)
 
     def seed(self, resource: str, name: str, obj: dict[str, Any], namespace: str = NS) -> None:
@@ -107,6 +114,10 @@ class ArgoEmulator(KubernetesEmulator):
         if self.patch_delay_s:
             await asyncio.sleep(self.patch_delay_s)
         key = (request.resource, request.namespace, request.name)
+        what = _patch_kind(request.data)
+        if what and self.hold == (what, "before"):
+            await self._held()
+            raise k8s.KubernetesError(status=503, reason="ServiceUnavailable", message="never applied")
         async with self._lock:
             if key not in self.objects or self.objects[key].deleted:
                 raise k8s.KubernetesObjectNotFoundError()
@@ -135,6 +146,8 @@ class ArgoEmulator(KubernetesEmulator):
                         status=422, reason="Invalid", message=f"test failed: {exc}"
                     ) from None
                 new = await self._store(key, data)
+                if what:
+                    self.applied.append((request.name, what))
             else:
                 wanted = ((data or {}).get("metadata") or {}).get("resourceVersion")
                 if wanted and wanted != version:
@@ -142,7 +155,14 @@ class ArgoEmulator(KubernetesEmulator):
                         status=409, reason="Conflict", message="the object has been modified"
                     )
                 new = await self._store(key, data or {}, replace=request.method == enums.method.PUT)
+        if what and self.hold == (what, "after"):
+            await self._held()
         return aiohttp.web.json_response(new)
+
+    async def _held(self) -> None:
+        self.hold = None
+        self.holding.set()
+        await self.released.wait()
 
     async def _serve_watch(self, request: rendering.Request):  # type: ignore[no-untyped-def,override]
         """As the base, but an ERROR event (e.g. 410 Gone) is passed on and ends the stream."""
@@ -162,6 +182,18 @@ class ArgoEmulator(KubernetesEmulator):
             meta = (event.get("object") or {}).get("metadata") or {}
             if request.namespace is None or meta.get("namespace") == request.namespace:
                 yield event
+
+
+def _patch_kind(data: Any) -> str | None:
+    """What a JSON Patch of an Application does: an image write-back, a sync request, or neither."""
+    if not isinstance(data, list):
+        return None
+    paths = [str(op.get("path", "")) for op in data if isinstance(op, dict)]
+    if "/operation" in paths:
+        return "operation"
+    if any("/helm" in path or "/kustomize" in path for path in paths):
+        return "write-back"
+    return None
 
 
 class FakeController:

@@ -1,20 +1,32 @@
 """Fixtures and object builders for the GitOps tests: Applications exactly as Otomi (annotations, classic)
-and APL (two sources + an ImageUpdater CR) create them, real git repositories on disk, and a GitOps engine
-wired to the emulator over real HTTP. The fixtures live in tests/gitops_plugin.py (`pytest_plugins`)."""
+and APL (two sources + an ImageUpdater CR) create them, real git repositories on disk, a GitOps engine
+wired to the emulator over real HTTP, and the worker around it (intake's writes, then rq burst workers
+with the scheduler until the event and its sync follow-up jobs are done). The fixtures live in
+tests/gitops_plugin.py (`pytest_plugins`)."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client
+from rq import Queue
+from rq.registry import ScheduledJobRegistry
 from ulid import ULID
 
 from broker.settings import Settings
+from broker.store import enqueue_event_job, write_event
+from broker.worker import WorkerContext, install
 from handlers.models import Event
+from handlers.notices import Notice
 from tests.argocd_emulator import APPS, UPDATERS, ArgoEmulator
+from tests.notify_support import BurstWorker
+from tests.worker_support import make_context
 
 HARBOR = "harbor.example.com"
 IU = "argocd-image-updater.argoproj.io"
@@ -227,6 +239,20 @@ def make_gitops(
     return GitOps(settings, redis_client, configuration=configuration, catalog=catalog, rest=rest)
 
 
+def write_kubeconfig(path: Path, server: str) -> Path:
+    """A kubeconfig for the emulator, as a worker process reads it (BROKER_KUBECONFIG)."""
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "kmock", "cluster": {"server": server.rstrip("/")}}],
+        "users": [{"name": "broker", "user": {"token": "t"}}],
+        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "broker"}}],
+        "current-context": "kmock",
+    }
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
 def seed_all(emu: ArgoEmulator, *objects: dict[str, Any]) -> None:
     for obj in objects:
         resource = UPDATERS if obj["kind"] == "ImageUpdater" else APPS
@@ -249,3 +275,67 @@ def helm_params(emu: ArgoEmulator, app: str, source: int | None = None) -> dict[
     spec = emu.raw(APPS, app)["spec"]
     src = spec["sources"][source] if source is not None else spec["source"]
     return {p["name"]: p["value"] for p in (src.get("helm") or {}).get("parameters") or []}
+
+
+# --- the worker around an engine -----------------------------------------------------------------------
+
+
+def worker_for(gitops: Any) -> tuple[WorkerContext, list[Notice]]:
+    """The worker's context around `gitops`; the notices it sends land in the returned list."""
+    ctx, sent = make_context(gitops.settings, gitops.process)
+    ctx.gitops = gitops
+    return ctx, sent
+
+
+def persist(ctx: WorkerContext, event: Event) -> None:
+    """What intake does: the record and its job in one MULTI."""
+    pipe = ctx.redis.pipeline(transaction=True)
+    enqueue_event_job(ctx.store.queue, pipe, event.id, ctx.store.retry)
+    write_event(pipe, event, ttl_s=ctx.store.retention_s)
+    pipe.execute()
+
+
+def idle(ctx: WorkerContext) -> bool:
+    """No job queued and none scheduled (a follow-up chain schedules its next look before it ends)."""
+    queue = Queue(ctx.settings.queue_name, connection=ctx.redis)
+    return queue.count == 0 and ScheduledJobRegistry(queue=queue).count == 0
+
+
+class QuickBurstWorker(BurstWorker):
+    """Without the listener for rq's remote commands: its shutdown can stall a burst round for 1 s."""
+
+    def subscribe(self) -> None:
+        pass
+
+
+def work_once(ctx: WorkerContext, *, with_scheduler: bool = True) -> None:
+    """One burst round: the jobs queued now (plus, with the scheduler, those due now)."""
+    install(ctx)
+    try:
+        queue = Queue(ctx.settings.queue_name, connection=ctx.redis)
+        QuickBurstWorker([queue], connection=ctx.redis).work(
+            burst=True, with_scheduler=with_scheduler, logging_level="WARNING"
+        )
+    finally:
+        install(None)
+
+
+def work_off(ctx: WorkerContext, timeout_s: float = 15.0) -> None:
+    """Burst rounds with the scheduler until nothing is queued or scheduled."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        work_once(ctx)
+        if idle(ctx):
+            return
+        assert time.monotonic() < deadline, "jobs still queued or scheduled after the timeout"
+        time.sleep(0.01)
+
+
+async def run_event(ctx: WorkerContext, event: Event) -> Event:
+    """Queue `event` as intake does and run the worker until it and its follow-up jobs are done (in a
+    thread: the emulator and the fake controller serve from this loop); returns the stored record."""
+    await asyncio.to_thread(persist, ctx, event)
+    await asyncio.to_thread(work_off, ctx)
+    record = ctx.store.get(event.id)
+    assert record is not None
+    return record

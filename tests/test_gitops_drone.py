@@ -15,7 +15,7 @@ from broker.deployments import DeploymentStore
 from broker.settings import Settings
 from handlers.models import BuildInfo, Event
 from tests.argocd_emulator import ArgoEmulator, FakeController
-from tests.gitops_fixtures import IU, classic_app, harbor_event, make_gitops, seed_all
+from tests.gitops_fixtures import IU, classic_app, harbor_event, make_gitops, run_event, seed_all, worker_for
 from tests.test_plan_gitea import SHA, push
 
 pytest_plugins = ["tests.gitops_plugin"]
@@ -72,8 +72,9 @@ async def test_commit_build_image_sync_health_in_one_record(
     )
 
     image = harbor_event("demo", "hello", SHA[:7])
+    ctx, sent = worker_for(gitops)
     async with FakeController(emu):
-        deployed = await asyncio.to_thread(gitops.process, image)
+        deployed = await run_event(ctx, image)
     assert deployed.deployment_id == pushed.deployment_id
     record = store.get(deployed.deployment_id or "")
     assert record is not None
@@ -82,7 +83,7 @@ async def test_commit_build_image_sync_health_in_one_record(
     assert (record.image, record.tag) == ("harbor.example.com/team-demo/hello", SHA[:7])
     assert record.apps[APP].status == "succeeded" and record.status == "succeeded"
     assert len(record.events) == 3 and image.id in record.events
-    final = next(n for n in deployed.notices if n.kind == "deployment.succeeded")
+    final = next(n for n in sent if n.kind == "deployment.succeeded")
     assert final.deployment_id == record.id
     for key, value in {
         "commit": SHA,

@@ -26,8 +26,10 @@ from tests.gitops_fixtures import (
     harbor_event,
     make_gitops,
     make_remote,
+    run_event,
     seed_all,
     show,
+    worker_for,
 )
 
 pytest_plugins = ["tests.gitops_plugin"]
@@ -63,8 +65,9 @@ async def test_apl_push_commits_managed_values_refreshes_and_waits_for_knative(
     gitops = make_gitops(gitops_settings, sync_redis, kube_config, app, updater)
     event = harbor_event("demo", "hello", "1.12.4")
     steps: Any = (("Progressing", "", [KNATIVE]), ("Healthy", "", []))
+    ctx, _ = worker_for(gitops)
     async with FakeController(emu, health_steps=steps, run_s=0.05) as controller:
-        outcome = await asyncio.to_thread(gitops.process, event)
+        outcome = await run_event(ctx, event)
     assert yaml.safe_load(show(bare, MANAGED)) == {
         "image": {"repository": "harbor.example.com/team-demo/hello", "tag": "1.12.4"}
     }
@@ -107,13 +110,14 @@ async def test_knative_service_never_ready_is_reported(
     settings = gitops_settings.model_copy(update={"gitops_sync_follow_timeout_s": 0.6})
     gitops = make_gitops(settings, sync_redis, kube_config, app, updater)
     stuck: Any = tuple(("Progressing", "Revision hello-00002 is not ready", [KNATIVE]) for _ in range(40))
+    ctx, sent = worker_for(gitops)
     async with FakeController(emu, health_steps=stuck, run_s=0.05):
-        outcome = await asyncio.to_thread(gitops.process, harbor_event("demo", "hello", "1.12.5"))
+        outcome = await run_event(ctx, harbor_event("demo", "hello", "1.12.5"))
     follow = outcome.actions[-1]
     assert follow.decision == "stopped following: timeout"
     assert "Knative Service hello not Ready yet (Revision hello-00002 is not ready)" in (follow.result or "")
     assert follow.detail["health"] == "Progressing"
-    assert [n.kind for n in outcome.notices][-1] == "deployment.failed"
+    assert [n.kind for n in sent][-1] == "deployment.failed"
 
 
 async def test_classic_otomi_git_write_back_to_argocd_source_file(
@@ -129,8 +133,9 @@ async def test_classic_otomi_git_write_back_to_argocd_source_file(
     )  # git:secret:argocd/team-demo-gitea-repo-creds
     seed_all(emu, app)
     gitops = make_gitops(gitops_settings, sync_redis, kube_config, app)
+    ctx, _ = worker_for(gitops)
     async with FakeController(emu) as controller:
-        outcome = await asyncio.to_thread(gitops.process, harbor_event("demo", "hello", "1.4.2"))
+        outcome = await run_event(ctx, harbor_event("demo", "hello", "1.4.2"))
     override = yaml.safe_load(show(bare, "k8s-deployment/.argocd-source-team-demo-hello.yaml"))
     assert override == {
         "helm": {

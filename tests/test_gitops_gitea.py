@@ -17,7 +17,7 @@ from broker.errors import TransientError
 from broker.executors.sync_rest import ArgoRest
 from broker.settings import Settings
 from tests.argocd_emulator import APPS, ArgoEmulator, FakeController, argocd_rest_app
-from tests.gitops_fixtures import classic_app, make_gitops, seed_all
+from tests.gitops_fixtures import classic_app, make_gitops, run_event, seed_all, worker_for
 from tests.test_plan_gitea import SHA, push
 
 pytest_plugins = ["tests.gitops_plugin"]
@@ -41,9 +41,10 @@ async def test_push_syncs_manual_apps_refreshes_auto_apps_and_records_the_commit
     apps = [tracked("manual", "main"), tracked("auto", "HEAD", auto=True), tracked("other", "develop")]
     seed_all(emu, *apps)
     gitops = make_gitops(gitops_settings, sync_redis, kube_config, *apps)
+    ctx, sent = worker_for(gitops)
     event = push(files=["chart/values.yaml"])
     async with FakeController(emu) as controller:
-        outcome = await asyncio.to_thread(gitops.process, event)
+        outcome = await run_event(ctx, event)
     assert outcome.status == "done"
     by_app = {name: op for name, op in controller.operations}
     assert by_app["team-demo-manual"]["sync"]["revision"] == SHA
@@ -58,8 +59,10 @@ async def test_push_syncs_manual_apps_refreshes_auto_apps_and_records_the_commit
     assert deployment is not None and deployment.commit == SHA and deployment.pusher == "alice"
     assert deployment.commit_message == "fix: the thing" and deployment.status == "succeeded"
     assert set(deployment.apps) == {"team-demo-manual", "team-demo-auto"}
-    kinds = [n.kind for n in outcome.notices]
+    kinds = [n.kind for n in sent]
     assert kinds.count("sync.started") == 2 and kinds.count("deployment.succeeded") == 2
+    assert "team-demo-manual: sync requested; following" in (outcome.reason or "")
+    assert "team-demo-auto: refresh requested; following" in (outcome.reason or "")
 
 
 async def test_manifest_generate_paths_and_deletions(
@@ -95,8 +98,9 @@ async def test_rest_mode_syncs_through_argocd_server_with_the_bearer_token(
     )
     gitops = make_gitops(settings, sync_redis, kube_config, *apps)
     assert isinstance(gitops.engine.rest, ArgoRest)
+    ctx, _ = worker_for(gitops)
     async with FakeController(emu):
-        outcome = await asyncio.to_thread(gitops.process, push())
+        outcome = await run_event(ctx, push())
     syncs = [c for c in calls if c[0] == "sync"]
     assert [(name, body["revision"]) for _, name, body in syncs] == [("team-demo-manual", SHA)]
     assert ("get", "team-demo-auto", "normal") in calls  # the refresh went through the API too
@@ -107,6 +111,7 @@ async def test_rest_mode_syncs_through_argocd_server_with_the_bearer_token(
         if r.method == "PATCH" and r.name == "team-demo-manual" and isinstance(r.data, list)
     ]
     assert {a.result for a in outcome.actions if a.kind == "follow"} == {"sync Succeeded, health Healthy"}
+    assert ("get", "team-demo-manual", None) in calls  # the follow-up looked through the API as well
 
 
 async def test_operation_in_flight_defers_a_manual_sync(

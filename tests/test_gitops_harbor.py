@@ -1,6 +1,7 @@
 """Harbor push -> image update -> sync -> health, end to end: GitOps.process on kmock's emulator over
-real HTTP, real Redis, a fake Argo CD controller. Strategies, no-downgrade, coalescing of bursts (across
-workers and through the queue), two workers racing for one Application, re-runs after a crash."""
+real HTTP, real Redis, a fake Argo CD controller, and the rq jobs that follow the sync after process()
+returned. Strategies, no-downgrade, coalescing of bursts (across workers and through the queue), two
+workers racing for one Application, re-runs after a crash."""
 
 from __future__ import annotations
 
@@ -12,14 +13,29 @@ from typing import Any
 import pytest
 import redis
 from kubernetes import client
+from rq import Queue
+from rq.registry import FinishedJobRegistry, ScheduledJobRegistry
 
 from broker.deployments import DeploymentStore
 from broker.errors import TransientError
+from broker.gitops.follow_job import start_follow
 from broker.settings import Settings
 from broker.store import write_event
 from handlers.models import Outcome
-from tests.argocd_emulator import APPS, ArgoEmulator, FakeController
-from tests.gitops_fixtures import classic_app, harbor_event, helm_params, make_gitops, seed_all, writes
+from tests.argocd_emulator import APPS, ArgoEmulator, FakeController, eventually
+from tests.gitops_fixtures import (
+    classic_app,
+    harbor_event,
+    helm_params,
+    make_gitops,
+    persist,
+    run_event,
+    seed_all,
+    work_off,
+    work_once,
+    worker_for,
+    writes,
+)
 
 pytest_plugins = ["tests.gitops_plugin"]
 
@@ -29,6 +45,11 @@ APP = "team-demo-hello"
 def argocd_app(**kw: Any) -> dict[str, Any]:
     kw.setdefault("params", [{"name": "image.tag", "value": "1.4.1", "forceString": True}])
     return classic_app("demo", "hello", write_back="argocd", **kw)
+
+
+def operation_taken(emu: ArgoEmulator) -> bool:
+    """The controller has picked up the requested sync (nothing left in `.operation`)."""
+    return "operation" not in emu.raw(APPS, APP)
 
 
 async def run(gitops: Any, event: Any) -> Outcome:
@@ -41,10 +62,11 @@ async def test_semver_push_writes_back_syncs_and_follows(
     app = argocd_app()
     seed_all(emu, app)
     gitops = make_gitops(gitops_settings, sync_redis, kube_config, app)
+    ctx, sent = worker_for(gitops)
     event = harbor_event("demo", "hello", "1.4.3")
     async with FakeController(emu) as controller:
-        outcome = await run(gitops, event)
-    assert outcome.status == "done"
+        record = await run_event(ctx, event)
+    assert record.status == "done"
     assert helm_params(emu, APP) == {
         "image.tag": "1.4.3",
         "image.repository": "harbor.example.com/team-demo/hello",
@@ -52,12 +74,16 @@ async def test_semver_push_writes_back_syncs_and_follows(
     assert [op for name, op in controller.operations] == [
         emu.raw(APPS, APP)["status"]["operationState"]["operation"]
     ]
-    kinds = [a.kind for a in outcome.actions]
+    kinds = [a.kind for a in record.actions]
     assert kinds == ["write-back", "sync", "follow"]
-    assert outcome.actions[0].decision == "argocd write-back: team-demo-hello=1.4.3"
-    assert outcome.actions[1].decision == "auto-sync is off: an explicit sync deploys the update"
-    assert outcome.actions[2].result == "sync Succeeded, health Healthy"
-    assert [n.kind for n in outcome.notices] == [
+    assert record.actions[0].decision == "argocd write-back: team-demo-hello=1.4.3"
+    assert record.actions[1].decision == "auto-sync is off: an explicit sync deploys the update"
+    assert record.actions[2].result == "sync Succeeded, health Healthy"
+    assert record.reason == (
+        "team-demo-hello: updated team-demo-hello=1.4.3; auto-sync is off: an explicit sync deploys the "
+        "update; sync requested; following; followed team-demo-hello: sync Succeeded, health Healthy"
+    )
+    assert [n.kind for n in sent] == [
         "image.pushed",
         "update.written",
         "sync.started",
@@ -65,14 +91,14 @@ async def test_semver_push_writes_back_syncs_and_follows(
         "app.healthy",
         "deployment.succeeded",
     ]
-    done = outcome.notices[-1]
+    done = sent[-1]
     assert (
         done.team == "demo"
         and done.app == APP
         and done.data["image"].startswith("harbor.example.com/team-demo/hello:1.4.3@")
     )
     assert done.data["argocd"] == {"phase": "Succeeded", "health": "Healthy", "message": "sync succeeded"}
-    deployment = DeploymentStore(sync_redis, ttl_s=60).get(outcome.deployment_id or "")
+    deployment = DeploymentStore(sync_redis, ttl_s=60).get(record.deployment_id or "")
     assert deployment is not None and deployment.status == "succeeded" and deployment.tag == "1.4.3"
     rollout = deployment.apps[APP]
     assert (rollout.method, rollout.sync_mode, rollout.phase, rollout.health) == (
@@ -85,17 +111,99 @@ async def test_semver_push_writes_back_syncs_and_follows(
     gitops.close()
 
 
+async def test_process_returns_once_the_sync_is_requested_and_short_jobs_follow_it(
+    emu: ArgoEmulator, kube_config: client.Configuration, gitops_settings: Settings, sync_redis: redis.Redis
+) -> None:
+    """The worker is free again right after the sync request: the follow-up runs as short jobs, each
+    one look at the Application that schedules the next while the sync is still running."""
+    app = argocd_app()
+    seed_all(emu, app)
+    gitops = make_gitops(gitops_settings, sync_redis, kube_config, app)
+    ctx, sent = worker_for(gitops)
+    event = harbor_event("demo", "hello", "1.4.3")
+    async with FakeController(emu, run_s=0.6):
+        await asyncio.to_thread(persist, ctx, event)
+        await asyncio.to_thread(work_once, ctx, with_scheduler=False)  # the event's own job only
+        # Argo CD is still running the sync (0.6 s): the event's job did not wait for it.
+        state = (emu.raw(APPS, APP).get("status") or {}).get("operationState") or {}
+        assert state.get("phase") in (None, "Running")
+        record = ctx.store.get(event.id)
+        assert record is not None and record.status == "done"
+        assert [a.kind for a in record.actions] == ["write-back", "sync"]
+        assert (record.reason or "").endswith("; sync requested; following")
+        assert [n.kind for n in sent] == ["image.pushed", "update.written", "sync.started"]
+        queue = Queue(gitops_settings.queue_name, connection=sync_redis)
+        [job_id] = ScheduledJobRegistry(queue=queue).get_job_ids()
+        job = queue.fetch_job(job_id)
+        assert job is not None and job.func_name == "broker.worker.follow_sync"
+        spec = job.args[0]
+        assert (spec["event_id"], spec["app"], spec["deployment_id"], spec["explicit"]) == (
+            event.id,
+            APP,
+            record.deployment_id,
+            True,
+        )
+        assert spec["deadline"] == pytest.approx(spec["since"] + gitops_settings.gitops_sync_follow_timeout_s)
+        looks = await asyncio.to_thread(count_looks, ctx)
+    assert looks >= 2  # several short jobs, not one that waited
+    followed = ctx.store.get(event.id)
+    assert followed is not None and followed.status == "done"
+    assert [a.kind for a in followed.actions] == ["write-back", "sync", "follow"]
+    assert followed.actions[-1].result == "sync Succeeded, health Healthy"
+    assert [n.kind for n in sent[3:]] == ["sync.succeeded", "app.healthy", "deployment.succeeded"]
+    # Idempotent: a second chain for the same (event, app) (a re-run) records nothing twice.
+    await asyncio.to_thread(
+        start_follow,
+        gitops.engine,
+        event_id=event.id,
+        app=APP,
+        team="demo",
+        deployment_id=record.deployment_id,
+        since=spec["since"],
+        explicit=True,
+    )
+    await asyncio.to_thread(work_off, ctx)
+    again = ctx.store.get(event.id)
+    assert again is not None and [a.kind for a in again.actions] == ["write-back", "sync", "follow"]
+    assert len(sent) == 6
+    gitops.close()
+
+
+def count_looks(ctx: Any) -> int:
+    """Run the follow-up chain to its end; returns how many looks (jobs) it took."""
+    work_off(ctx)
+    queue = Queue(ctx.settings.queue_name, connection=ctx.redis)
+    return len([j for j in FinishedJobRegistry(queue=queue).get_job_ids() if j.startswith("follow-")])
+
+
+async def test_follow_is_off_with_a_zero_timeout(
+    emu: ArgoEmulator, kube_config: client.Configuration, gitops_settings: Settings, sync_redis: redis.Redis
+) -> None:
+    app = argocd_app()
+    seed_all(emu, app)
+    settings = gitops_settings.model_copy(update={"gitops_sync_follow_timeout_s": 0})
+    gitops = make_gitops(settings, sync_redis, kube_config, app)
+    ctx, sent = worker_for(gitops)
+    record = await run_event(ctx, harbor_event("demo", "hello", "1.4.3"))
+    assert [a.kind for a in record.actions] == ["write-back", "sync"]
+    assert record.reason.endswith("; sync requested")
+    assert [n.kind for n in sent] == ["image.pushed", "update.written", "sync.started"]
+    finished = FinishedJobRegistry(queue=Queue(settings.queue_name, connection=sync_redis)).get_job_ids()
+    assert finished and all(job_id.startswith("event-") for job_id in finished)  # no follow-up job
+
+
 async def test_out_of_order_push_never_downgrades(
     emu: ArgoEmulator, kube_config: client.Configuration, gitops_settings: Settings, sync_redis: redis.Redis
 ) -> None:
     app = argocd_app()
     seed_all(emu, app)
     gitops = make_gitops(gitops_settings, sync_redis, kube_config, app)
+    ctx, _ = worker_for(gitops)
     async with FakeController(emu) as controller:
-        await run(gitops, harbor_event("demo", "hello", "1.4.3"))
-        late = await run(gitops, harbor_event("demo", "hello", "1.4.2"))
+        await run_event(ctx, harbor_event("demo", "hello", "1.4.3"))
+        late = await run_event(ctx, harbor_event("demo", "hello", "1.4.2"))
     assert helm_params(emu, APP)["image.tag"] == "1.4.3"
-    assert late.status == "done" and "would downgrade 1.4.3 to 1.4.2" in late.reason
+    assert late.status == "done" and "would downgrade 1.4.3 to 1.4.2" in (late.reason or "")
     assert [a.decision for a in late.actions] == ["would downgrade 1.4.3 to 1.4.2"]
     assert len(controller.operations) == 1 and len(writes(emu, APP)) == 1
 
@@ -178,6 +286,7 @@ async def test_burst_across_concurrent_workers_becomes_one_update_and_one_sync(
     events = [harbor_event("demo", "hello", tag) for tag in ("1.4.2", "1.4.5", "1.4.3")]
     async with FakeController(emu) as controller:
         outcomes = await asyncio.gather(*(run(gitops, e) for e in events))
+        await eventually(lambda: operation_taken(emu))  # process() returns once the sync is requested
     assert helm_params(emu, APP)["image.tag"] == "1.4.5"
     assert len(writes(emu, APP)) == 1 and len(controller.operations) == 1
     leaders = [(e, o) for e, o in zip(events, outcomes, strict=True) if "coalesced into" not in o.reason]
@@ -245,6 +354,7 @@ async def test_two_workers_racing_for_one_application(
             run(gitops_a, harbor_event("demo", "hello", "1.4.6")),
             run(gitops_b, harbor_event("demo", "hello", "1.4.4")),
         )
+        await eventually(lambda: operation_taken(emu))
     other_worker.close()
     assert helm_params(emu, APP)["image.tag"] == "1.4.6"
     kinds = Counter(
@@ -270,13 +380,14 @@ async def test_rerun_after_write_back_does_not_write_twice_and_syncs(
     with pytest.raises(TransientError, match="503"):
         await run(gitops, event)
     assert helm_params(emu, APP)["image.tag"] == "1.4.3" and len(writes(emu, APP)) == 1
+    ctx, _ = worker_for(gitops)
     async with FakeController(emu) as controller:
-        outcome = await run(gitops, event)
+        record = await run_event(ctx, event)
     assert len(writes(emu, APP)) == 1 and len(controller.operations) == 1
-    assert outcome.actions[0].decision == (
+    assert record.actions[0].decision == (
         "already carries team-demo-hello=1.4.3 (written by this event on an earlier attempt)"
     )
-    assert [a.kind for a in outcome.actions] == ["write-back", "sync", "follow"]
+    assert [a.kind for a in record.actions] == ["write-back", "sync", "follow"]
     again = await run(gitops, event)  # a third run: neither writes nor syncs again
     assert len(controller.operations) == 1
     assert any("already requested by this event" in a.decision for a in again.actions)

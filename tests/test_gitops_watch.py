@@ -9,13 +9,12 @@ import time
 from pathlib import Path
 
 import redis
-import yaml
 from kubernetes import client
 
 from broker.gitops import GitOps, build_gitops
 from broker.settings import Settings
 from tests.argocd_emulator import APPS, ArgoEmulator, eventually
-from tests.gitops_fixtures import IU, apl_app, apl_updater, classic_app, harbor_event
+from tests.gitops_fixtures import IU, apl_app, apl_updater, classic_app, harbor_event, write_kubeconfig
 
 pytest_plugins = ["tests.gitops_plugin"]
 
@@ -92,19 +91,7 @@ async def test_build_gitops_from_a_kubeconfig_and_without_a_cluster(
     tmp_path: Path, emu: ArgoEmulator, gitops_settings: Settings, sync_redis: redis.Redis
 ) -> None:
     emu.seed(APPS, "team-demo-hello", classic_app("demo", "hello"))
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "kmock", "cluster": {"server": str(emu.url).rstrip("/")}}],
-                "users": [{"name": "broker", "user": {"token": "t"}}],
-                "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "broker"}}],
-                "current-context": "kmock",
-            }
-        )
-    )
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", str(emu.url))
     gitops = build_gitops(gitops_settings.model_copy(update={"kubeconfig": str(kubeconfig)}), sync_redis)
     assert gitops is not None
     try:

@@ -84,6 +84,25 @@ def not_ready(app: dict[str, Any]) -> tuple[str, ...]:
     return tuple(waiting)
 
 
+def evaluate(
+    app: dict[str, Any], *, event_id: str | None, since: float, elapsed_s: float, timed_out: bool
+) -> FollowResult | None:
+    """One look at the Application: the result once the operation we caused has completed and health
+    has settled, or (when `timed_out`) what it last showed; None while it is still under way."""
+    status = app.get("status") or {}
+    health = (status.get("health") or {}).get("status")
+    state = our_operation(app, event_id=event_id, since=since)
+    phase = state.get("phase") if state else None
+    message = (state or {}).get("message") or (status.get("health") or {}).get("message")
+    revision = ((state or {}).get("syncResult") or {}).get("revision")
+    waiting = not_ready(app)
+    if phase in ("Failed", "Error") or (phase == "Succeeded" and (health or "") not in UNSETTLED_HEALTH):
+        return FollowResult(True, phase, health, message, revision, waiting, elapsed_s)
+    if timed_out:
+        return FollowResult(False, phase, health, message, revision, waiting, elapsed_s)
+    return None
+
+
 def follow(
     get_app: Callable[[], dict[str, Any]],
     *,
@@ -94,19 +113,15 @@ def follow(
     sleep: Callable[[float], None] = time.sleep,
     clock: Callable[[], float] = time.monotonic,
 ) -> FollowResult:
+    """Poll until settled or `timeout_s`, in this thread (the worker follows with short jobs instead:
+    broker/gitops/follow_job.py)."""
     start = clock()
     while True:
         app = get_app()
-        status = app.get("status") or {}
-        health = (status.get("health") or {}).get("status")
-        state = our_operation(app, event_id=event_id, since=since)
-        phase = state.get("phase") if state else None
-        message = (state or {}).get("message") or (status.get("health") or {}).get("message")
-        revision = ((state or {}).get("syncResult") or {}).get("revision")
         elapsed = clock() - start
-        waiting = not_ready(app)
-        if phase in ("Failed", "Error") or (phase == "Succeeded" and (health or "") not in UNSETTLED_HEALTH):
-            return FollowResult(True, phase, health, message, revision, waiting, elapsed)
-        if elapsed >= timeout_s:
-            return FollowResult(False, phase, health, message, revision, waiting, elapsed)
+        result = evaluate(
+            app, event_id=event_id, since=since, elapsed_s=elapsed, timed_out=elapsed >= timeout_s
+        )
+        if result is not None:
+            return result
         sleep(poll_s)

@@ -1,5 +1,6 @@
 """What the GitOps flows share: the clients they act through, and the moves every flow makes after a
-change (request a sync or refresh, follow it, record it on the deployment, tell the team)."""
+change (request a sync or refresh, record it on the deployment, tell the team) and the verdict of a
+followed sync (rollout status, notices, the `follow` action) that broker/gitops/follow_job.py applies."""
 
 from __future__ import annotations
 
@@ -12,9 +13,9 @@ from typing import Any
 import redis
 
 from broker.deployments import AppRollout, Deployment, DeploymentStore
-from broker.executors.follow import FollowResult, follow
+from broker.executors.follow import FollowResult
 from broker.executors.git_writeback import GitWriter
-from broker.executors.sync_k8s import SyncRequest, SyncResult, refresh_k8s, sync_k8s
+from broker.executors.sync_k8s import EVENT_INFO, SyncRequest, SyncResult, refresh_k8s, sync_k8s
 from broker.executors.sync_rest import ArgoRest
 from broker.gitops.kube import Kube
 from broker.gitops.state import GitOpsState
@@ -60,18 +61,15 @@ class Engine:
             sleep=self.sleep,
         )
 
-    def follow(self, app: str, *, event_id: str | None, since: float) -> FollowResult | None:
-        timeout = self.settings.gitops_sync_follow_timeout_s
-        if timeout <= 0:
-            return None
-        return follow(
-            lambda: self.get_app(app),
-            event_id=event_id,
-            since=since,
-            timeout_s=timeout,
-            poll_s=self.settings.gitops_sync_poll_s,
-            sleep=self.sleep,
-        )
+    def own_operation(self, app: str, event_id: str) -> bool:
+        """Whether the Application carries a sync this event asked for (pending or run)."""
+        live = self.get_app(app)
+        state = (live.get("status") or {}).get("operationState") or {}
+        for operation in (live.get("operation"), state.get("operation")):
+            infos = (operation or {}).get("info") or []
+            if any(i.get("name") == EVENT_INFO and i.get("value") == event_id for i in infos):
+                return True
+        return False
 
     # --- deployment records ----------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from broker.deployments import Deployment, new_id
 from broker.gitops.engine import Engine
-from broker.gitops.steps import StepResult, follow_step, request_step
+from broker.gitops.steps import StepResult, follow_later, request_step, step_summary
 from handlers.gitops_actions import CommitInfo
 from handlers.models import Event, Outcome
 from handlers.notices import Notice
@@ -83,17 +83,10 @@ def process_gitea(engine: Engine, event: Event) -> Outcome:
         if plan.commit.own_writeback:
             summaries.append(f"{app}: refreshed")
             continue  # the update that made this commit follows the rollout
-        followed = follow_step(
+        following = follow_later(
             engine, step, event_id=event.id, app=app, team=team, deployment_id=deployment_id
         )
-        actions += followed.actions
-        notices += followed.notices
-        last = (
-            followed.actions[-1].result
-            if followed.actions
-            else (step.actions[-1].kind if step.actions else "")
-        )
-        summaries.append(f"{app}: {last}")
+        summaries.append(f"{app}: {step_summary(step, following)}")
     reason = f"{plan.reason}: " + "; ".join(summaries)
     return Outcome(
         status="done", reason=reason, actions=actions, deployment_id=deployment_id, notices=notices

@@ -1,4 +1,4 @@
-"""Harbor PUSH_ARTIFACT -> image update of every matching workload, then sync and follow.
+"""Harbor PUSH_ARTIFACT -> image update of every matching workload, then sync (followed by jobs of its own).
 
 Per Application: offer the candidate, wait out the coalescing window, take the writer lock, gather the
 burst (pending offers of concurrent workers and pushes still queued), settle on the best candidate per
@@ -12,16 +12,17 @@ from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from broker import metrics
 from broker.deployments import Deployment, new_id
 from broker.gitops.engine import Engine, notice_data
 from broker.gitops.kube import NotFound
 from broker.gitops.queued import queued_candidates
-from broker.gitops.steps import follow_step, request_step
+from broker.gitops.steps import follow_later, request_step, step_summary
 from broker.gitops.writeback import Chosen, WriteOutcome, write_argocd, write_git
 from handlers.catalog_parse import WriteBack, parse_application
 from handlers.gitops_actions import ImageUpdate
 from handlers.image_refs import image_text
-from handlers.image_strategies import Candidate, best
+from handlers.image_strategies import Candidate, best, tag_value
 from handlers.models import Action, Event, Outcome
 from handlers.notices import Notice
 from handlers.plan_harbor import plan_harbor
@@ -149,17 +150,23 @@ def _update_app(
             return out
         entry = parse_application(live, engine.catalog.aliases)
         progress = state.progress(event.id, app)
-        already = dict(progress.get("written") or {})
+        done = dict(progress.get("written") or {})
+        # Write-ahead: a worker killed after its write landed but before "written" was marked leaves the
+        # value in place; the retry then knows it for its own (kept), and still syncs it.
+        earlier = dict(progress.get("intended") or {})
+        state.mark(event.id, app, "intended", {**earlier, **_intended(chosen)})
+        already = {**earlier, **done}
         outcomes = _write_back(engine, event, app, chosen, already)
         written = {w.image.alias: w.value for o in outcomes for w in o.writes if o.changed}
         kept = {
             alias: value for o in outcomes for alias, value in o.kept.items()
         }  # written on a past attempt
         for alias, (_tracked, cand) in chosen.items():
-            if alias in written:
-                state.record_applied(app, alias, cand, written[alias])
+            value = written.get(alias) or kept.get(alias)
+            if value:
+                state.record_applied(app, alias, cand, value)
         if written:
-            state.mark(event.id, app, "written", {**already, **written})
+            state.mark(event.id, app, "written", {**done, **written})
         dep = _record_writes(engine, deployment_id, app, outcomes, chosen)
         for outcome in outcomes:
             out.actions.extend(_write_actions(engine, app, outcome))
@@ -187,13 +194,10 @@ def _update_app(
         )
         out.actions += step.actions
         out.notices += step.notices
-    followed = follow_step(engine, step, event_id=event.id, app=app, team=team, deployment_id=deployment_id)
-    out.actions += followed.actions
-    out.notices += followed.notices
+    following = follow_later(engine, step, event_id=event.id, app=app, team=team, deployment_id=deployment_id)
     values = ", ".join(f"{a}={v}" for a, v in sorted({**kept, **written}.items()))
-    out.summary = f"updated {values}; {step.actions[-1].decision if step.actions else mode}"
-    if followed.actions:
-        out.summary += f"; {followed.actions[-1].result}"
+    decision = step.actions[-1].decision if step.actions else mode
+    out.summary = f"updated {values}; {decision}; {step_summary(step, following)}"
     return out
 
 
@@ -261,7 +265,13 @@ def _write_back(
             outcomes.append(write_git(engine, app, part, write_back, already, event.id))
         else:
             outcomes.append(write_argocd(engine, app, part, already))
+        written = "written" if outcomes[-1].changed else "unchanged"
+        metrics.record_writeback(engine.redis, outcomes[-1].method, written)  # ops metrics
     return outcomes
+
+
+def _intended(chosen: Chosen) -> dict[str, str]:
+    return {alias: tag_value(tracked.strategy, cand) for alias, (tracked, cand) in chosen.items()}
 
 
 def _sync_mode(auto_sync: bool, methods: set[str]) -> tuple[str, str]:

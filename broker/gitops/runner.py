@@ -11,6 +11,7 @@ from collections.abc import Callable
 import redis
 from kubernetes import client
 
+from broker import metrics
 from broker.deployments import DeploymentStore
 from broker.errors import TransientError
 from broker.executors.git_writeback import GitWriter
@@ -80,6 +81,7 @@ class GitOps:
     def process(self, event: Event) -> Outcome:
         if self.watch is not None and not self.watch.ready.wait(self.settings.gitops_catalog_wait_s):
             raise TransientError("the catalog of Applications is not loaded yet")
+        metrics.set_catalog_size(self.engine.redis, {"applications": len(self.catalog)})  # ops metrics
         if event.source == "harbor":
             return process_harbor(self.engine, event)
         if event.source == "gitea":

@@ -1,11 +1,12 @@
 """GitOps coordination state in Redis; this module owns these key names. One writer per Application (a
 lock with an owner token), bursts gathered per Application (pending candidates, then a group owned by the
 event that applies them, and a marker on every event folded into it), and per (event, app) progress so a
-re-run neither writes back twice nor syncs twice."""
+re-run neither writes back twice nor syncs twice, and the owner of each sync's follow-up chain."""
 
 from __future__ import annotations
 
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,9 +15,12 @@ from dataclasses import asdict
 from typing import Any
 
 import redis
+from rq import get_current_job
 
 from broker.errors import TransientError
 from handlers.image_strategies import Candidate
+
+log = logging.getLogger(__name__)
 
 PREFIX = "broker:gitops:"
 LOCK_KEY = PREFIX + "lock:{app}"
@@ -25,8 +29,18 @@ GROUP_KEY = PREFIX + "group:{event}:{app}"  # hash "<event>|<alias>" -> candidat
 COALESCED_KEY = PREFIX + "coalesced:{event}:{app}"  # -> the event id that applied it
 PROGRESS_KEY = PREFIX + "progress:{event}:{app}"  # hash stage -> JSON
 APPLIED_KEY = PREFIX + "applied:{app}"  # hash alias -> JSON of the last applied candidate
+FOLLOW_KEY = PREFIX + "follow:{event}:{app}"  # token of the follow-up chain that owns this (event, app)
 STATE_TTL_S = 7 * 24 * 3600
 
+# Take the lock if free, or if it is held by an earlier execution of the same rq job: rq runs a job id
+# once at a time and retries an abandoned job (its worker died) under the same id, so that holder is dead.
+_ACQUIRE = """
+local held = redis.call('get', KEYS[1])
+if held and (ARGV[3] == '' or string.sub(held, 1, string.len(ARGV[3])) ~= ARGV[3]) then return 0 end
+redis.call('set', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if held then return 2 end
+return 1
+"""
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
@@ -41,6 +55,7 @@ return items
 class GitOpsState:
     def __init__(self, client: redis.Redis) -> None:
         self.redis = client
+        self._acquire = client.register_script(_ACQUIRE)
         self._release = client.register_script(_RELEASE)
         self._take = client.register_script(_TAKE)
 
@@ -49,11 +64,20 @@ class GitOpsState:
     @contextmanager
     def app_lock(self, app: str, *, ttl_s: float, wait_s: float) -> Iterator[None]:
         """Hold the Application's writer lock. Raises TransientError when another worker keeps it
-        longer than `wait_s` (the job is retried later)."""
-        key, token = LOCK_KEY.format(app=app), uuid.uuid4().hex
+        longer than `wait_s` (the job is retried later). A lock left by a killed worker is taken over at
+        once by the retry of its job, else it expires after `ttl_s`."""
+        key = LOCK_KEY.format(app=app)
+        job = get_current_job()
+        owner = f"{job.id}|" if job is not None else ""
+        token = f"{owner}{uuid.uuid4().hex}"
         deadline = time.monotonic() + wait_s
         delay = 0.005
-        while not self.redis.set(key, token, nx=True, px=int(ttl_s * 1000)):
+        while True:
+            taken = self._acquire(keys=[key], args=[token, int(ttl_s * 1000), owner])
+            if taken:
+                if taken == 2:
+                    log.warning("took over the lock of %s from a dead attempt of this job", app)
+                break
             if time.monotonic() > deadline:
                 raise TransientError(f"Application {app} is being updated by another worker")
             time.sleep(delay)
@@ -116,6 +140,24 @@ class GitOpsState:
         pipe.hset(key, stage, json.dumps(value, default=str))
         pipe.expire(key, STATE_TTL_S)
         pipe.execute()
+
+    def mark_once(self, event_id: str, app: str, stage: str, value: Any) -> bool:
+        """Record `stage` unless it is recorded already; True if this call recorded it."""
+        key = PROGRESS_KEY.format(event=event_id, app=app)
+        pipe = self.redis.pipeline()
+        pipe.hsetnx(key, stage, json.dumps(value, default=str))
+        pipe.expire(key, STATE_TTL_S)
+        return bool(pipe.execute()[0])
+
+    # --- follow-up chains ---------------------------------------------------------------------------
+
+    def own_follow(self, pipe: Any, event_id: str, app: str, token: str) -> None:
+        """On `pipe`: the chain carrying `token` now follows (event, app); an older one stops."""
+        pipe.set(FOLLOW_KEY.format(event=event_id, app=app), token, ex=STATE_TTL_S)
+
+    def follows(self, event_id: str, app: str, token: str) -> bool:
+        raw = self.redis.get(FOLLOW_KEY.format(event=event_id, app=app))
+        return raw is not None and _text(raw) == token
 
     def applied(self, app: str, alias: str) -> dict[str, Any] | None:
         raw = self.redis.hget(APPLIED_KEY.format(app=app), alias)

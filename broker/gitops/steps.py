@@ -1,13 +1,15 @@
 """The two steps every flow ends with, for one Application: ask Argo CD to act (sync, refresh, or nothing
-when auto-sync will do it), at most once per event; then follow what it did."""
+when auto-sync will do it), at most once per event; then start following what it did (follow_job.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from broker import metrics
 from broker.errors import TransientError
 from broker.executors.sync_k8s import SyncRequest
-from broker.gitops.engine import Engine, follow_action, follow_notices, notice_data, rollout_status
+from broker.gitops.engine import Engine, notice_data
+from broker.gitops.follow_job import start_follow
 from handlers.models import Action
 from handlers.notices import Notice
 
@@ -36,7 +38,13 @@ def request_step(
     """mode: "sync" | "refresh" | "none" (auto-sync picks the change up by itself)."""
     out = StepResult()
     now = engine.now()
-    done = engine.state.progress(event_id, app).get("sync")
+    progress = engine.state.progress(event_id, app)
+    done = progress.get("sync")
+    # An earlier attempt that died while asking for a sync may have had it land all the same.
+    asked = not done and mode == "sync" and progress.get("asking")
+    if asked and engine.own_operation(app, event_id):
+        done = {"mode": "sync", "at": now.timestamp()}
+        engine.state.mark(event_id, app, "sync", done)
     if done:
         out.requested, out.since, out.explicit = True, float(done.get("at", 0)), done.get("mode") == "sync"
         text = f"{done.get('mode')} already requested by this event (re-run): not asking twice"
@@ -49,9 +57,12 @@ def request_step(
         )
         engine.state.mark(event_id, app, "sync", {"mode": "none", "at": out.since})
     else:
+        engine.state.mark(event_id, app, "asking", {"mode": mode, "at": now.timestamp()})
         result = engine.request(
             SyncRequest(app=app, mode=mode, revision=revision, reason=reason, event_id=event_id)
         )
+        via, answer = ("rest" if engine.rest else "k8s"), ("requested" if result.requested else "in_flight")
+        metrics.record_sync(engine.redis, mode, answer, via=via)  # ops metrics (broker/metrics.py)
         if not result.requested:
             if auto_sync:
                 text = f"{result.detail}; auto-sync will apply the change after it"
@@ -93,7 +104,7 @@ def request_step(
     return out
 
 
-def follow_step(
+def follow_later(
     engine: Engine,
     step: StepResult,
     *,
@@ -101,22 +112,30 @@ def follow_step(
     app: str,
     team: str | None,
     deployment_id: str | None,
-) -> StepResult:
-    """Follow the Application after `step`; record the result on the deployment and tell the team."""
-    out = StepResult()
+) -> bool:
+    """Start following the Application after `step` in short jobs of their own (follow_job.py); they
+    record the result on the event and the deployment and tell the team. False when not following."""
     if not step.requested:
-        return out
-    result = engine.follow(app, event_id=event_id if step.explicit else None, since=step.since)
-    if result is None:
-        return out
-    dep = engine.set_rollout(
-        deployment_id,
-        app,
-        phase=result.phase,
-        health=result.health,
-        message=result.summary(),
-        status=rollout_status(result, True),
+        return False
+    return start_follow(
+        engine,
+        event_id=event_id,
+        app=app,
+        team=team,
+        deployment_id=deployment_id,
+        since=step.since,
+        explicit=step.explicit,
     )
-    out.actions.append(follow_action(app, result, at=engine.now()))
-    out.notices.extend(follow_notices(result, team=team, app=app, event_id=event_id, dep=dep))
-    return out
+
+
+def step_summary(step: StepResult, following: bool) -> str:
+    """The tail of an event's reason for one Application: what Argo CD was asked, and whether the broker
+    is following it."""
+    last = step.actions[-1] if step.actions else None
+    if last is None:
+        asked = "nothing requested"
+    elif last.result in ("no explicit sync", "skipped"):
+        asked = "auto-sync applies it"
+    else:
+        asked = f"{last.kind} requested"
+    return f"{asked}; following" if following else asked

@@ -134,7 +134,7 @@ def check_redis(settings: Settings, report: Report) -> None:
 
 def check_kubernetes(settings: Settings, report: Report) -> None:
     area = "Kubernetes"
-    from broker.gitops.kube import Kube, load_api_client
+    from broker.kube import Kube, load_api_client
 
     try:
         api_client = load_api_client(settings)
@@ -160,7 +160,7 @@ def check_kubernetes(settings: Settings, report: Report) -> None:
 
 def _list_catalog(kube: Any, namespace: str, report: Report) -> None:
     from broker.errors import PermanentError, TransientError
-    from broker.gitops.kube import APPLICATIONS, IMAGE_UPDATERS, NotFound
+    from broker.kube import APPLICATIONS, IMAGE_UPDATERS, NotFound
 
     area = "Kubernetes"
     try:

@@ -11,7 +11,7 @@ from kubernetes import client
 
 from broker.errors import TransientError
 from broker.executors.argocd_app import write_back_argocd
-from broker.gitops.kube import Kube
+from broker.kube import Kube
 from handlers.app_edits import ImageWrite
 from handlers.catalog import Catalog
 from tests.argocd_emulator import APPS, ArgoEmulator

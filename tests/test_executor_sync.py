@@ -14,7 +14,7 @@ from broker.errors import PermanentError, TransientError
 from broker.executors.follow import follow
 from broker.executors.sync_k8s import SyncRequest, refresh_k8s, sync_k8s
 from broker.executors.sync_rest import ArgoRest
-from broker.gitops.kube import Kube
+from broker.kube import Kube
 from tests.argocd_emulator import APPS, ArgoEmulator, FakeController, argocd_rest_app
 from tests.gitops_fixtures import classic_app
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from broker.errors import TransientError
-from broker.gitops.kube import Conflict, Kube
+from broker.kube import Conflict, Kube
 from handlers.app_edits import ImageWrite, writeback_patch
 
 Decide = Callable[[dict[str, Any]], list[ImageWrite]]

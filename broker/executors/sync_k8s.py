@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from broker.errors import TransientError
-from broker.gitops.kube import Conflict, Kube
+from broker.kube import Conflict, Kube
 
 INITIATOR = "webhook-broker"
 EVENT_INFO = "broker-event"

@@ -17,8 +17,8 @@ from broker.executors.follow import FollowResult
 from broker.executors.git_writeback import GitWriter
 from broker.executors.sync_k8s import EVENT_INFO, SyncRequest, SyncResult, refresh_k8s, sync_k8s
 from broker.executors.sync_rest import ArgoRest
-from broker.gitops.kube import Kube
 from broker.gitops.state import GitOpsState
+from broker.kube import Kube
 from broker.settings import Settings
 from handlers.catalog import Catalog
 from handlers.models import Action

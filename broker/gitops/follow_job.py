@@ -27,7 +27,7 @@ from ulid import ULID
 
 from broker.executors.follow import FollowResult, evaluate
 from broker.gitops.engine import Engine, follow_action, follow_notices, rollout_status
-from broker.gitops.kube import NotFound
+from broker.kube import NotFound
 from broker.store import SyncEventStore, decode_event, event_key, write_event
 from handlers.models import FINAL_STATUSES, Action
 from handlers.notices import Notice

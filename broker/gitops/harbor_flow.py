@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from broker import metrics
 from broker.deployments import Deployment, new_id
 from broker.gitops.engine import Engine, notice_data
-from broker.gitops.kube import NotFound
 from broker.gitops.queued import queued_candidates
 from broker.gitops.steps import follow_later, request_step, step_summary
 from broker.gitops.writeback import Chosen, WriteOutcome, write_argocd, write_git
+from broker.kube import NotFound
 from handlers.catalog_parse import WriteBack, parse_application
 from handlers.gitops_actions import ImageUpdate
 from handlers.image_refs import image_text

@@ -20,9 +20,9 @@ from broker.gitops.drone_flow import process_drone
 from broker.gitops.engine import Engine
 from broker.gitops.gitea_flow import process_gitea
 from broker.gitops.harbor_flow import process_harbor
-from broker.gitops.kube import Kube, load_api_client
 from broker.gitops.state import GitOpsState
 from broker.gitops.watch import CatalogWatch
+from broker.kube import Kube, load_api_client
 from broker.settings import Settings
 from handlers.catalog import Catalog
 from handlers.models import Action, Event, Outcome

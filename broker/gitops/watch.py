@@ -12,7 +12,7 @@ from kubernetes import watch
 from kubernetes.client.exceptions import ApiException
 
 from broker.errors import PermanentError, TransientError
-from broker.gitops.kube import APPLICATIONS, IMAGE_UPDATERS, Kube, NotFound
+from broker.kube import APPLICATIONS, IMAGE_UPDATERS, Kube, NotFound
 from handlers.catalog import Catalog
 
 log = logging.getLogger(__name__)

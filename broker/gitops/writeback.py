@@ -11,7 +11,7 @@ from typing import Any
 from broker.errors import PermanentError
 from broker.executors.argocd_app import write_back_argocd
 from broker.gitops.engine import Engine
-from broker.gitops.kube import NotFound
+from broker.kube import NotFound
 from handlers.app_edits import ImageWrite, current_values, is_kustomize, select_source
 from handlers.catalog import TrackedImage, WriteBack
 from handlers.git_urls import normalize_repo_url

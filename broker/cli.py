@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 import logging
 import os
 import subprocess
@@ -15,7 +14,7 @@ from collections.abc import Sequence
 from aiohttp import web
 from pydantic import ValidationError
 
-from broker import logs
+from broker import logs, ops_cli
 from broker.settings import Settings
 
 log = logging.getLogger("broker")
@@ -133,13 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
     web_cmd.set_defaults(handler=cmd_web)
     worker.set_defaults(handler=cmd_worker)
-    try:
-        ops_cli = importlib.import_module("broker.ops_cli")
-    except ModuleNotFoundError as exc:
-        if exc.name != "broker.ops_cli":
-            raise
-    else:
-        ops_cli.register(sub)
+    ops_cli.register(sub)
     return parser
 
 

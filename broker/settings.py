@@ -32,6 +32,19 @@ class Settings(BaseSettings):
     drone_max_skew_s: int = 300
     dedup_ttl_s: int = 24 * 3600
 
+    # Resilience (broker/spool.py, broker/intake_limits.py). While Redis is unreachable, authentic webhooks go
+    # to a local fsync'd journal under data_dir/spool (0 bytes = no spool: 503 instead), drained in order
+    # when Redis is back. In-flight bounds shed load with 503 + Retry-After before memory runs out.
+    spool_max_bytes: int = Field(256 * MIB, description="journal size cap; full = 503; 0 disables the spool")
+    spool_segment_bytes: int = 16 * MIB
+    spool_retry_after_s: int = 30
+    redis_probe_interval_s: float = Field(1.0, description="how often the web tier re-checks a lost Redis")
+    redis_timeout_s: float = Field(2.0, description="web tier's Redis socket timeout before it spools")
+    max_inflight: int = Field(256, description="webhook requests handled at once; more get 503")
+    max_inflight_bytes: int = Field(64 * MIB, description="their declared bodies together; more get 503")
+    shed_retry_after_s: int = 1
+    body_read_timeout_s: float = Field(15.0, description="a body not received by then gets 408")
+
     # Event log retention: whichever bound is hit first.
     retention_count: int = 100_000
     retention_days: float = 7.0

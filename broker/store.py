@@ -11,10 +11,10 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
-from redis.commands import CoreCommands
 from rq import Queue, Retry
 from ulid import ULID
 
+from broker.store_accept import AcceptBatcher, CommandRecorder
 from handlers.models import Event, Incoming
 
 PREFIX = "broker:"
@@ -65,12 +65,10 @@ def write_event(pipe: Any, event: Event, *, ttl_s: int, previous_status: str | N
     pipe.set(event_key(event.id), event.model_dump_json(), ex=ttl_s)
     if previous_status is None:
         pipe.zadd(ALL_INDEX, {event.id: 0})
-        for field in INDEXED_FIELDS:
-            value = getattr(event, field)
-            if value:
-                key = index_key(field, value)
-                pipe.zadd(key, {event.id: 0})
-                pipe.sadd(INDEX_REGISTRY, key)
+        keys = [index_key(field, value) for field in INDEXED_FIELDS if (value := getattr(event, field))]
+        for key in keys:
+            pipe.zadd(key, {event.id: 0})
+        pipe.sadd(INDEX_REGISTRY, *keys)
     elif previous_status != event.status:
         pipe.zrem(index_key("status", previous_status), event.id)
         key = index_key("status", event.status)
@@ -81,78 +79,6 @@ def write_event(pipe: Any, event: Event, *, ttl_s: int, previous_status: str | N
 
 def text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
-
-
-# KEYS: the delivery's dedup keys, then its first event's key. ARGV: the number of dedup keys, the first
-# event id, and the writes framed by CommandRecorder.framed(). Returns the event id a dedup key points to
-# (or the first id if its record exists already) and writes nothing; else applies every write and returns
-# nil. A script runs atomically like MULTI/EXEC and AOF records its effects. The writes travel as one
-# framed argument because redis-py's asyncio packer costs more per argument than Redis takes to run them.
-# Standalone Redis only (the written keys span slots), as rq itself.
-ACCEPT_SCRIPT = """
-local ndedup = tonumber(ARGV[1])
-for i = 1, ndedup do
-  local seen = redis.call('GET', KEYS[i])
-  if seen then return seen end
-end
-if redis.call('EXISTS', KEYS[ndedup + 1]) == 1 then return ARGV[2] end
-local blob = ARGV[3]
-local pos = 1
-while pos <= #blob do
-  local nl = string.find(blob, '\\n', pos, true)
-  local argc = tonumber(string.sub(blob, pos, nl - 1))
-  pos = nl + 1
-  local args = {}
-  for j = 1, argc do
-    nl = string.find(blob, '\\n', pos, true)
-    local size = tonumber(string.sub(blob, pos, nl - 1))
-    args[j] = string.sub(blob, nl + 1, nl + size)
-    pos = nl + 1 + size
-  end
-  redis.call(unpack(args))
-end
-return false
-"""
-
-
-def _arg_bytes(value: Any) -> bytes:
-    """An argument as redis-py would send it (its Encoder's rules, without decoding options)."""
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"cannot send {type(value).__name__} to Redis")
-    return repr(value).encode()
-
-
-class CommandRecorder(CoreCommands):
-    """Stands in for a transaction pipeline: redis-py's own command builders turn each call (ours and rq's)
-    into the exact argument list, which ACCEPT_SCRIPT then applies inside Redis."""
-
-    explicit_transaction = True  # rq asks, to decide whether to call multi()
-    _event_dispatcher = None  # type: ignore[assignment]  # no client events: nothing is sent from here
-
-    def __init__(self) -> None:
-        self.commands: list[tuple[Any, ...]] = []
-
-    def multi(self) -> None:
-        pass
-
-    def execute_command(self, *args: Any, **options: Any) -> CommandRecorder:
-        self.commands.append(args)
-        return self
-
-    def framed(self) -> bytes:
-        """`<argc>\\n` then `<size>\\n<bytes>` per argument, for each command in order."""
-        parts: list[bytes] = []
-        for command in self.commands:
-            parts.append(b"%d\n" % len(command))
-            for arg in command:
-                data = _arg_bytes(arg)
-                parts.append(b"%d\n" % len(data))
-                parts.append(data)
-        return b"".join(parts)
 
 
 def decode_event(raw: bytes | str | None) -> Event | None:
@@ -214,7 +140,7 @@ class EventStore:
         self.retry = retry
         self.dedup_ttl_s = dedup_ttl_s
         self.retention_s = retention_s
-        self._accept_script = redis_client.register_script(ACCEPT_SCRIPT)
+        self._batcher = AcceptBatcher(redis_client)
 
     async def accept(
         self,
@@ -224,18 +150,18 @@ class EventStore:
         event_ids: Sequence[str] | None = None,
     ) -> Accepted:
         """Persist a delivery's events, log entries and jobs atomically, unless any dedup key was seen.
-        One round trip: the writes are composed here and applied by ACCEPT_SCRIPT, which checks the dedup
-        keys first, so two racing copies of one delivery settle on one event. `event_ids` are given when
-        the ids were assigned earlier (the spool does); if the first is already stored, this delivery was
-        persisted before (a re-drain) and the answer is a duplicate of itself."""
+        The writes are composed here and applied by one script call (broker/store_accept.py) that checks
+        the dedup keys first, so two racing copies of one delivery settle on one event. `event_ids` are
+        given when the ids were assigned earlier (the spool does); if the first is already stored, this
+        delivery was persisted before (a re-drain) and the answer is a duplicate of itself."""
         received_at = now or datetime.now(UTC)
         ids = list(event_ids) if event_ids else assign_event_ids(received_at, len(incoming))
         recorder = CommandRecorder()
         events = self._queue_writes(recorder, incoming, received_at, ids)
         dedup_keys = [DEDUP_KEY.format(key=k) for item in incoming for k in item.dedup_keys]
-        seen = await self._accept_script(
-            keys=[*dedup_keys, event_key(ids[0])], args=[len(dedup_keys), ids[0], recorder.framed()]
-        )
+        first_key = event_key(ids[0])
+        recorder.move_to_end("SET", first_key)
+        seen = await self._batcher.submit(dedup_keys, first_key, ids[0], recorder.framed())
         if seen:
             first = seen.decode()
             return Accepted(event_ids=[first], statuses=["duplicate"], duplicate_of=first)

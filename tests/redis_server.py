@@ -39,7 +39,12 @@ class RedisServer:
     every acknowledged write durable, which is what a "no accepted event lost" test needs."""
 
     def __init__(
-        self, directory: Path, *, port: int | None = None, appendonly: bool = True, appendfsync: str = "always"
+        self,
+        directory: Path,
+        *,
+        port: int | None = None,
+        appendonly: bool = True,
+        appendfsync: str = "always",
     ) -> None:
         self.directory = directory
         self.port = port or free_port()

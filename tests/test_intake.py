@@ -217,7 +217,8 @@ async def test_unknown_sender_path_is_json_404(client):
 async def test_redis_down_answers_503(aiohttp_client, settings):
     from broker.app import create_app
 
-    dead = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0"})
+    # Without a spool (BROKER_SPOOL_MAX_BYTES=0); with one, see tests/test_spool.py.
+    dead = settings.model_copy(update={"redis_url": "redis://127.0.0.1:1/0", "spool_max_bytes": 0})
     client = await aiohttp_client(create_app(dead))
     body = payloads.gitea_push()
     resp = await post(client, "gitea", body, gitea_headers(body, GITEA_SECRET))

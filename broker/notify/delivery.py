@@ -24,6 +24,7 @@ from typing import Any
 import redis
 from rq import Queue, get_current_job
 
+from broker import metrics
 from broker.notify import signing, ssrf, targets, templates, transport
 from broker.notify.config import NotifyConfig
 from broker.notify.fanout import fan_out, schedule
@@ -170,6 +171,7 @@ class Deliverer:
         with self.store.redis.pipeline() as pipe:
             pipe.multi()
             self.store.update_delivery(delivery.id, values, attempt, pipe=pipe)
+            metrics.inc(pipe, metrics.DELIVERIES, delivery.kind, status)  # ops metrics, in the same MULTI
             if sub is not None and status == "succeeded":
                 self.store.record_success(pipe, sub.id, now)
             if sub is not None and status == "dead":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 from collections.abc import AsyncIterator
 
 import redis
@@ -14,7 +13,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
 from broker import keys, spool_drain
-from broker.api import events, health, hooks, stream
+from broker.api import deployments, events, health, hooks, ops, stream, subscriptions, teams, ui
 from broker.api.errors import error_middleware
 from broker.intake_limits import LIMITER, InflightLimiter
 from broker.queue import async_redis, event_queue, retry_policy
@@ -22,15 +21,6 @@ from broker.settings import Settings
 from broker.store import EventStore
 
 MIN_REDIS_VERSION = (5, 0, 0)  # what rq assumes when Redis cannot be asked at start-up
-
-# Route tables of the optional areas, registered when their module is present.
-OPTIONAL_ROUTES = (
-    "broker.api.deployments",
-    "broker.api.teams",
-    "broker.api.subscriptions",
-    "broker.api.ops",
-    "broker.api.ui",
-)
 
 
 def store_redis(settings: Settings) -> aredis.Redis:
@@ -93,14 +83,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(spool_drain.intake_ctx)
     app.cleanup_ctx.append(stream.fanout_ctx)
     # The stream route must come before /events/{id}.
-    for table in (health.routes, hooks.routes, stream.routes, events.routes):
-        app.add_routes(table)
-    for name in OPTIONAL_ROUTES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name != name:
-                raise
-            continue
+    for module in (health, hooks, stream, events, deployments, teams, subscriptions, ops, ui):
         app.add_routes(module.routes)
     return app

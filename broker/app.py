@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-import redis
 import redis.asyncio as aredis
 from aiohttp import web
 from redis.asyncio.retry import Retry as RedisRetry
@@ -16,7 +15,7 @@ from broker import keys, spool_drain
 from broker.api import deployments, events, health, hooks, ops, stream, subscriptions, teams, ui
 from broker.api.errors import error_middleware
 from broker.intake_limits import LIMITER, InflightLimiter
-from broker.queue import async_redis, event_queue, retry_policy
+from broker.queue import async_redis, event_queue, retry_policy, sync_redis
 from broker.settings import Settings
 from broker.store import EventStore
 
@@ -29,7 +28,7 @@ def store_redis(settings: Settings) -> aredis.Redis:
     webhook at most BROKER_REDIS_TIMEOUT_S before it goes to the spool. Blocking reads such as the change
     stream's XREAD use the other client, whose socket has no timeout."""
     assert settings.redis_url
-    return aredis.Redis.from_url(
+    return async_redis(
         settings.redis_url,
         health_check_interval=30,
         socket_timeout=settings.redis_timeout_s,
@@ -54,7 +53,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     client = async_redis(settings.redis_url)
     store_client = store_redis(settings)
     # rq builds jobs with a sync connection it never uses here: jobs are written on our async pipeline.
-    queue = event_queue(settings, redis.Redis.from_url(settings.redis_url))
+    queue = event_queue(settings, sync_redis(settings.redis_url))
     # Except once: rq asks the server version with a blocking INFO on the first enqueue (and again on
     # every enqueue until it succeeds), which would freeze the event loop while Redis hangs. Ask it here,
     # without blocking; rq uses it only in queue methods the web tier never calls.

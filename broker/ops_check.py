@@ -17,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import redis
 
+from broker.queue import sync_redis
 from broker.settings import Settings
 
 IU_ANNOTATION = "argocd-image-updater.argoproj.io/"
@@ -106,7 +107,7 @@ def check_redis(settings: Settings, report: Report) -> None:
         return
     from rq import Queue, Worker
 
-    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5)
+    client = sync_redis(settings.redis_url, socket_connect_timeout=3, socket_timeout=5)
     try:
         started = time.perf_counter()
         client.ping()

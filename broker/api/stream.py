@@ -18,6 +18,7 @@ from redis.exceptions import RedisError
 from broker import keys
 from broker.api.auth import authenticate
 from broker.api.events import parse_filter
+from broker.queue import async_redis
 from broker.store import CHANGES_STREAM, EventFilter, text
 from handlers.models import Event
 
@@ -106,7 +107,7 @@ async def fanout_ctx(app: web.Application) -> AsyncIterator[None]:
     app.on_shutdown.append(lambda _app: _end_streams(fanout))
     # Its own connection: a blocking XREAD must not hold one of the request pool's, and closing it is
     # what reliably interrupts the read at shutdown.
-    reader = aredis.Redis.from_url(app[keys.SETTINGS].redis_url or "", socket_timeout=BLOCK_MS / 1000 + 10)
+    reader = async_redis(app[keys.SETTINGS].redis_url or "", socket_timeout=BLOCK_MS / 1000 + 10)
     task = asyncio.create_task(fanout.run(reader))
     yield
     fanout.running = False

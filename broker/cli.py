@@ -78,7 +78,7 @@ def cmd_web(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     """By default one process per queue role: a slow notification target (up to its timeout per try)
-    then never holds up event processing."""
+    then never holds up event processing. The first process answers the health probes for all."""
     from broker.worker import run_worker, wait_for_redis
 
     need_redis(settings, "worker")
@@ -86,11 +86,17 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     wait_for_redis(settings.redis_url)
     roles = args.queues.split(",")
     if len(roles) == 1 or args.burst:
-        run_worker(settings, roles=roles, burst=args.burst)
+        run_worker(settings, roles=roles, burst=args.burst, health_port=settings.worker_health_port)
         return 0
-    helpers = [spawn(["worker", "--queues", role]) for role in roles[1:]]
+    child_env = {**os.environ, "BROKER_WORKER_HEALTH_PORT": "0"}
+    helpers = [spawn(["worker", "--queues", role], child_env) for role in roles[1:]]
     try:
-        run_worker(settings, roles=roles[:1])
+        run_worker(
+            settings,
+            roles=roles[:1],
+            health_port=settings.worker_health_port,
+            siblings_alive=lambda: all(proc.poll() is None for proc in helpers),
+        )
     finally:
         stop(helpers)
     return 0

@@ -104,6 +104,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8080
     workers: int = 1
+    worker_health_port: int = Field(0, description="port of a worker's /healthz and /readyz; 0 = none")
     log_level: str = "INFO"
 
     @field_validator("retry_intervals", mode="before")

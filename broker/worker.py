@@ -18,7 +18,7 @@ from redis import Redis
 from rq import Queue, SimpleWorker
 from rq.registry import StartedJobRegistry
 
-from broker import metrics
+from broker import metrics, worker_health
 from broker.errors import PermanentError
 from broker.logs import event_context
 from broker.queue import event_queue, retry_policy, sync_redis
@@ -208,10 +208,16 @@ def worker_queues(
 
 
 def run_worker(
-    settings: Settings, *, roles: Iterable[str] = QUEUE_ROLES, burst: bool = False, name: str | None = None
+    settings: Settings,
+    *,
+    roles: Iterable[str] = QUEUE_ROLES,
+    burst: bool = False,
+    name: str | None = None,
+    health_port: int = 0,
+    siblings_alive: Callable[[], bool] = lambda: True,
 ) -> None:
     """One worker process on the queues of `roles`. SimpleWorker runs jobs in-process: rq's forking
-    Worker costs ~11 ms a job."""
+    Worker costs ~11 ms a job. With `health_port`, it answers Kubernetes probes (broker/worker_health.py)."""
     ctx = WorkerContext.build(settings)
     install(ctx)
     stop = threading.Event()
@@ -220,9 +226,12 @@ def run_worker(
     recover_abandoned(ctx.redis, queues)
     # rq's maintenance (which re-queues jobs of dead workers) every minute instead of every ten.
     worker = SimpleWorker(queues, connection=ctx.redis, name=name, maintenance_interval=60)
+    health = worker_health.serve(health_port, worker, ctx.redis, siblings_alive) if health_port else None
     try:
         worker.work(burst=burst, with_scheduler=True, logging_level=settings.log_level.upper())
     finally:
+        if health:
+            health.shutdown()
         stop.set()
         ctx.close()
         install(None)

@@ -402,3 +402,14 @@ def test_service_monitor_and_ingress_point_at_the_web_service() -> None:
         }
     ]
     assert not objects("production", "Ingress") and not objects("default", "ServiceMonitor")
+
+
+@pytest.mark.parametrize("scenario", ["default", "production"])
+def test_worker_is_probed_on_its_health_port(scenario: str) -> None:
+    worker = container(one(scenario, "Deployment", "-worker"))
+    ports = {p["name"]: p["containerPort"] for p in worker["ports"]}
+    assert worker["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "health"}
+    assert worker["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "health"}
+    assert env_of(one(scenario, "Deployment", "-worker"))["BROKER_WORKER_HEALTH_PORT"]["value"] == str(
+        ports["health"]
+    )

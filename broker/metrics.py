@@ -246,22 +246,15 @@ class ClusterCollector(Collector):
         for metric in CLUSTER_METRICS:
             yield _family(metric, snap.hashes.get(metric.key, {}))
         yield from _queue_families(snap.queues)
-        workers = GaugeMetricFamily(
-            "broker_workers",
-            "rq workers registered on the broker's queues, by state" + CLUSTER_NOTE,
-            labels=["state"],
+        yield _gauge_by(
+            "broker_workers", "rq workers registered on the broker's queues, by state", "state", snap.workers
         )
-        for state, count in sorted(snap.workers.items()):
-            workers.add_metric([state], count)
-        yield workers
-        events = GaugeMetricFamily(
+        yield _gauge_by(
             "broker_events",
-            "Events in the log (within retention), by status" + CLUSTER_NOTE,
-            labels=["status"],
+            "Events in the log (within retention), by status",
+            "status",
+            snap.events_by_status,
         )
-        for status, count in sorted(snap.events_by_status.items()):
-            events.add_metric([status], count)
-        yield events
         total = GaugeMetricFamily(
             "broker_events_log_size", "Events in the log (within retention)" + CLUSTER_NOTE
         )
@@ -334,3 +327,10 @@ def _histogram_series(metric: ClusterMetric, fields: dict[str, str]) -> dict[str
 
 def _bound(bound: float) -> str:
     return "+Inf" if bound == float("inf") else repr(float(bound))
+
+
+def _gauge_by(name: str, help_text: str, label: str, counts: dict[str, int]) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(name, help_text + CLUSTER_NOTE, labels=[label])
+    for value, count in sorted(counts.items()):
+        family.add_metric([value], count)
+    return family

@@ -47,22 +47,23 @@ class SentinelURL:
         return cls(hosts=hosts, master=master, db=int(db or 0), password=password)
 
 
-def sync_redis(url: str, **options: Any) -> redis.Redis:
+def _connect(url: str, options: dict[str, Any], client_class: Any, sentinel_class: Any) -> Any:
     options.setdefault("health_check_interval", 30)
     if url.startswith(SENTINEL_SCHEME):
         parsed = SentinelURL.parse(url)
-        sentinel = Sentinel(parsed.hosts, socket_timeout=options.get("socket_timeout", 5))
+        sentinel = sentinel_class(parsed.hosts, socket_timeout=options.get("socket_timeout", 5))
         return sentinel.master_for(parsed.master, db=parsed.db, password=parsed.password, **options)
-    return redis.Redis.from_url(url, **options)
+    return client_class.from_url(url, **options)
+
+
+def sync_redis(url: str, **options: Any) -> redis.Redis:
+    client: redis.Redis = _connect(url, options, redis.Redis, Sentinel)
+    return client
 
 
 def async_redis(url: str, **options: Any) -> aredis.Redis:
-    options.setdefault("health_check_interval", 30)
-    if url.startswith(SENTINEL_SCHEME):
-        parsed = SentinelURL.parse(url)
-        sentinel = AsyncSentinel(parsed.hosts, socket_timeout=options.get("socket_timeout", 5))
-        return sentinel.master_for(parsed.master, db=parsed.db, password=parsed.password, **options)
-    return aredis.Redis.from_url(url, **options)
+    client: aredis.Redis = _connect(url, options, aredis.Redis, AsyncSentinel)
+    return client
 
 
 def retry_policy(settings: Settings) -> Retry | None:

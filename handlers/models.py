@@ -50,8 +50,6 @@ class EventFields(BaseModel):
     tag: str | None = None
     digest: str | None = None
     build: BuildInfo | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
-    payload: dict[str, Any] = Field(default_factory=dict)
 
 
 class Incoming(EventFields):
@@ -62,6 +60,8 @@ class Incoming(EventFields):
 
     dedup_keys: tuple[str, ...]
     ignore_reason: str | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    payload: dict[str, Any] = Field(default_factory=dict)
 
 
 class Action(BaseModel):
@@ -89,17 +89,23 @@ class Event(EventFields):
     actions: list[Action] = Field(default_factory=list)
     deployment_id: str | None = None
     updated_at: datetime | None = None
+    # Last, so a reader of the JSON sees the decisions before the (large) body.
+    headers: dict[str, str] = Field(default_factory=dict)
+    payload: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
     def from_incoming(cls, incoming: Incoming, *, event_id: str, received_at: datetime) -> Event:
-        fields = incoming.model_dump(exclude={"dedup_keys", "ignore_reason"})
-        ignored = incoming.ignore_reason is not None
-        return cls(
+        # Built without re-validation: every field comes from an already validated Incoming, and this
+        # runs once per webhook on the intake's hot path.
+        fields = {name: getattr(incoming, name) for name in EventFields.model_fields}
+        return cls.model_construct(
             id=event_id,
             received_at=received_at,
             updated_at=received_at,
-            status="ignored" if ignored else "queued",
+            status="ignored" if incoming.ignore_reason is not None else "queued",
             reason=incoming.ignore_reason,
+            headers=incoming.headers,
+            payload=incoming.payload,
             **fields,
         )
 

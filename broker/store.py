@@ -11,11 +11,11 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
-from rq import Queue, Retry
+from rq import Callback, Queue, Retry
 from ulid import ULID
 
 from broker.store_accept import AcceptBatcher, CommandRecorder
-from handlers.models import Event, Incoming
+from handlers.models import FINAL_STATUSES, Event, Incoming
 
 PREFIX = "broker:"
 EVENT_KEY = PREFIX + "event:{id}"
@@ -31,6 +31,7 @@ INDEXED_FIELDS: tuple[str, ...] = ("source", "type", "team", "repo", "status")
 INDEX_PREFERENCE: tuple[str, ...] = ("repo", "team", "type", "status", "source")
 PROCESS_JOB = "broker.worker.process_event"
 ANNOUNCE_JOB = "broker.worker.announce_ignored"
+EVENT_JOB_FAILED = "broker.worker.event_job_failed"
 
 
 def event_key(event_id: str) -> str:
@@ -60,9 +61,13 @@ def change_entry(event: Event) -> dict[str, str]:
     return {"event": event.model_dump_json(exclude={"payload", "headers"})}
 
 
-def write_event(pipe: Any, event: Event, *, ttl_s: int, previous_status: str | None = None) -> None:
-    """Queue on `pipe` (sync or async pipeline alike) the record, its indexes and its change entry."""
-    pipe.set(event_key(event.id), event.model_dump_json(), ex=ttl_s)
+def write_event(pipe: Any, event: Event, *, ttl_s: int | None, previous_status: str | None = None) -> None:
+    """Queue on `pipe` (sync or async pipeline alike) the record, its indexes and its change entry.
+    `ttl_s=None` keeps the record's current expiry (for updates made without the settings at hand)."""
+    if ttl_s is None:
+        pipe.set(event_key(event.id), event.model_dump_json(), keepttl=True)
+    else:
+        pipe.set(event_key(event.id), event.model_dump_json(), ex=ttl_s)
     if previous_status is None:
         pipe.zadd(ALL_INDEX, {event.id: 0})
         keys = [index_key(field, value) for field in INDEXED_FIELDS if (value := getattr(event, field))]
@@ -241,11 +246,29 @@ class EventStore:
 def enqueue_event_job(
     queue: Queue, pipe: Any, event_id: str, retry: Retry | None, func: str = PROCESS_JOB
 ) -> None:
-    """A job about one event; its id names the event so ops can find it in rq's registries."""
+    """A job about one event; its id names the event so ops can find it in rq's registries. A process
+    job whose retries are spent (its worker died every time, say) leaves its event `dead`, never stuck."""
     job = queue.create_job(
-        func, args=(event_id,), job_id=f"event-{event_id}-{ULID()}", timeout=600, retry=retry
+        func,
+        args=(event_id,),
+        job_id=f"event-{event_id}-{ULID()}",
+        timeout=600,
+        retry=retry,
+        on_failure=Callback(EVENT_JOB_FAILED) if func == PROCESS_JOB else None,
     )
     queue.enqueue_job(job, pipeline=pipe)
+
+
+def mark_dead(connection: redis.Redis, event_id: str, reason: str) -> bool:
+    """Move an event that is not final yet to `dead`, keeping its expiry. False when it already was."""
+    event = decode_event(connection.get(event_key(event_id)))
+    if event is None or event.status in FINAL_STATUSES:
+        return False
+    dead = event.model_copy(update={"status": "dead", "reason": reason, "updated_at": datetime.now(UTC)})
+    with connection.pipeline(transaction=True) as pipe:
+        write_event(pipe, dead, ttl_s=None, previous_status=event.status)
+        pipe.execute()
+    return True
 
 
 class SyncEventStore:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redis import Redis
 from rq import Queue, SimpleWorker
+from rq.job import Job
 from rq.registry import StartedJobRegistry
 
 from broker import metrics, worker_health
@@ -23,7 +24,7 @@ from broker.errors import PermanentError
 from broker.logs import event_context
 from broker.queue import event_queue, retry_policy, sync_redis
 from broker.settings import Settings
-from broker.store import SyncEventStore
+from broker.store import SyncEventStore, mark_dead
 from handlers.models import Action, Event, Outcome
 from handlers.notices import Notice
 
@@ -161,6 +162,23 @@ def follow_sync(spec: dict[str, Any]) -> str:
             log.warning("a sync follow-up job reached a worker without a cluster: dropped")
             return "no cluster"
         return follow_hop(ctx.gitops.engine, ctx.store, ctx.notify, spec)
+
+
+def event_job_failed(job: Job, connection: Redis, exc_type: type, exc: BaseException, tb: object) -> None:
+    """rq's failure callback for process jobs; it runs before rq decides on a retry. When none is left
+    (a job whose worker died on every try never reaches process_event's own bookkeeping), the event
+    goes `dead`: visible in the dead-letter list and replayable, instead of `processing` forever."""
+    if job.retries_left:
+        return
+    event_id = job.args[0]
+    why = (
+        "its worker died mid-job"
+        if exc_type.__name__ == "AbandonedJobError"
+        else f"{exc_type.__name__}: {exc}"
+    )
+    if mark_dead(connection, event_id, f"gave up: the job will not run again ({why})"):
+        with event_context(event_id):
+            log.error("event job %s failed for good: %s", job.id, why)
 
 
 def announce_ignored(event_id: str) -> None:

@@ -143,3 +143,30 @@ async def test_event_survives_a_worker_killed_mid_job(client, settings, sync_red
     record = await get_event(client, event_id)
     assert record["status"] == "done"
     assert record["attempts"] == 2
+
+
+async def test_an_event_whose_worker_died_on_its_last_try_goes_dead(
+    aiohttp_client, settings, sync_redis, redis_url
+):
+    from broker.app import create_app
+
+    # One attempt only: the job has no retry left once its worker dies.
+    client = await aiohttp_client(create_app(settings.model_copy(update={"max_attempts": 1})))
+    event_id = await post_push(client)
+    worker = subprocess.Popen([sys.executable, "-m", "tests.worker_support", redis_url], cwd=os.getcwd())
+    try:
+        deadline = time.monotonic() + 30
+        while (await get_event(client, event_id))["status"] != "processing":
+            assert time.monotonic() < deadline, "the worker never picked the job up"
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        worker.kill()
+
+    recover_abandoned(sync_redis, worker_queues(settings, sync_redis), now=time.time() + 3600)
+    record = await get_event(client, event_id)
+    assert record["status"] == "dead"
+    assert "worker died" in record["reason"]
+    dead = await (await client.get("/api/v1/events?status=dead", headers=admin_headers())).json()
+    assert [e["id"] for e in dead["items"]] == [event_id]

@@ -23,6 +23,7 @@ from typing import Any
 
 import redis
 from rq import Queue, get_current_job
+from rq.job import Job
 
 from broker import metrics
 from broker.notify import signing, ssrf, targets, templates, transport
@@ -45,6 +46,19 @@ def deliver_job(delivery_id: str, token: str, config: dict[str, Any]) -> str:
     if job is None:
         raise RuntimeError("deliver_job runs inside an rq worker")
     return Deliverer(job.connection, NotifyConfig.model_validate(config)).run(delivery_id, token)
+
+
+def deliver_job_failed(
+    job: Job, connection: redis.Redis, exc_type: type, exc: BaseException, tb: object
+) -> None:
+    """rq's failure callback for delivery jobs; it runs before rq decides on a retry. When no crash retry
+    is left (the worker died on every try), the delivery goes dead: listed and replayable, never left
+    `pending` without a job to run it."""
+    if job.retries_left:
+        return
+    delivery_id, token, config = job.args
+    why = "its worker died mid-attempt" if exc_type.__name__ == "AbandonedJobError" else exc_type.__name__
+    Deliverer(connection, NotifyConfig.model_validate(config)).abandon(delivery_id, token, why)
 
 
 class Deliverer:
@@ -80,6 +94,15 @@ class Deliverer:
             result = SendResult(ok=False, duration_ms=0, error=f"internal error: {exc!r}"[:500])
             address = None
         return self._after(sub, delivery, now, result, address)
+
+    def abandon(self, delivery_id: str, token: str, why: str) -> str:
+        """Give up on a delivery whose job will not run again; 'stale' when that job no longer owned it."""
+        delivery = self.store.delivery(delivery_id)
+        if delivery is None or delivery.token != token or delivery.status not in ACTIVE:
+            return "stale"
+        sub, _ = self.store.subscription_and_notices(delivery.subscription_id, delivery.id)
+        reason = f"the delivery job will not run again: {why}"
+        return self._conclude(delivery, datetime.now(UTC), None, "dead", reason=reason, sub=sub)
 
     def _send(
         self, sub: Subscription, delivery: Delivery, notices: list[Notice], now: datetime

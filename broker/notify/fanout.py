@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import redis
 from redis.client import Pipeline
-from rq import Queue, Retry
+from rq import Callback, Queue, Retry
 from ulid import ULID
 
 from broker.notify.config import NotifyConfig
@@ -30,6 +30,7 @@ JOB_RESULT_TTL_S = 600
 JOB_FAILURE_TTL_S = 7 * 24 * 3600
 # rq's own timeout for one attempt: the HTTP timeout plus room for DNS and bookkeeping.
 JOB_TIMEOUT_MARGIN_S = 60
+JOB_FAILED = "broker.notify.delivery.deliver_job_failed"
 JOB_CRASH_RETRIES = 2
 JOB_CRASH_RETRY_INTERVALS_S = [30, 120]
 
@@ -119,6 +120,8 @@ def schedule(
         "failure_ttl": JOB_FAILURE_TTL_S,
         # Only for a job that crashed or whose worker died: it re-runs with the same token.
         "retry": Retry(max=JOB_CRASH_RETRIES, interval=JOB_CRASH_RETRY_INTERVALS_S),
+        # ...and when those are spent too, the delivery goes dead instead of waiting for no job.
+        "on_failure": Callback(JOB_FAILED),
         "pipeline": pipeline,
     }
     args = (delivery_id, token, config.to_job_arg())

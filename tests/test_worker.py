@@ -32,6 +32,20 @@ async def get_event(client, event_id: str) -> dict:
     return await (await client.get(f"/api/v1/events/{event_id}", headers=admin_headers())).json()
 
 
+async def kill_worker_mid_job(client, event_id: str, redis_url: str) -> None:
+    """A real worker process whose job hangs, SIGKILLed once the event is being processed."""
+    worker = subprocess.Popen([sys.executable, "-m", "tests.worker_support", redis_url], cwd=os.getcwd())
+    try:
+        deadline = time.monotonic() + 30
+        while (await get_event(client, event_id))["status"] != "processing":
+            assert time.monotonic() < deadline, "the worker never picked the job up"
+            time.sleep(0.05)
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+    finally:
+        worker.kill()
+
+
 async def test_worker_processes_a_queued_event_and_records_why(client, settings):
     event_id = await post_push(client)
     ctx, _ = make_context(settings)
@@ -123,16 +137,7 @@ async def test_ignored_team_events_are_announced_to_subscribers(client, settings
 
 async def test_event_survives_a_worker_killed_mid_job(client, settings, sync_redis, redis_url):
     event_id = await post_push(client)
-    worker = subprocess.Popen([sys.executable, "-m", "tests.worker_support", redis_url], cwd=os.getcwd())
-    try:
-        deadline = time.monotonic() + 30
-        while (await get_event(client, event_id))["status"] != "processing":
-            assert time.monotonic() < deadline, "the worker never picked the job up"
-            time.sleep(0.05)
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
-    finally:
-        worker.kill()
+    await kill_worker_mid_job(client, event_id, redis_url)
     queue = Queue("broker", connection=sync_redis)
     assert StartedJobRegistry(queue=queue).get_job_ids(), "the killed job is left in rq's started registry"
     assert (await get_event(client, event_id))["status"] == "processing"
@@ -153,16 +158,7 @@ async def test_an_event_whose_worker_died_on_its_last_try_goes_dead(
     # One attempt only: the job has no retry left once its worker dies.
     client = await aiohttp_client(create_app(settings.model_copy(update={"max_attempts": 1})))
     event_id = await post_push(client)
-    worker = subprocess.Popen([sys.executable, "-m", "tests.worker_support", redis_url], cwd=os.getcwd())
-    try:
-        deadline = time.monotonic() + 30
-        while (await get_event(client, event_id))["status"] != "processing":
-            assert time.monotonic() < deadline, "the worker never picked the job up"
-            time.sleep(0.05)
-        worker.send_signal(signal.SIGKILL)
-        worker.wait(10)
-    finally:
-        worker.kill()
+    await kill_worker_mid_job(client, event_id, redis_url)
 
     recover_abandoned(sync_redis, worker_queues(settings, sync_redis), now=time.time() + 3600)
     record = await get_event(client, event_id)

@@ -9,6 +9,8 @@ from typing import Annotated
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from handlers.senders import SENDERS
+
 MIB = 1024 * 1024
 
 
@@ -130,5 +132,6 @@ class Settings(BaseSettings):
         return value
 
     def secret_for(self, source: str) -> str | None:
-        secret = {"gitea": self.gitea_secret, "drone": self.drone_secret, "harbor": self.harbor_auth}[source]
+        """The sender's secret, or None when unset or empty (its endpoint is then disabled)."""
+        secret: SecretStr | None = getattr(self, SENDERS[source].secret_setting)
         return secret.get_secret_value() if secret and secret.get_secret_value() else None

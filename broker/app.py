@@ -66,6 +66,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         retry=retry_policy(settings),
         dedup_ttl_s=settings.dedup_ttl_s,
         retention_s=int(settings.retention_days * 86400),
+        accept_timeout_s=settings.redis_timeout_s,
     )
     yield
     await client.aclose()

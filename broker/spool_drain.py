@@ -92,9 +92,8 @@ class Intake:
         ids = assign_event_ids(received_at, len(incoming))
         if self.link.up:
             try:
-                # One overall deadline, whatever redis-py's reconnects and retries add up to.
-                async with asyncio.timeout(self.settings.redis_timeout_s):
-                    accepted = await self.store.accept(incoming, now=received_at, event_ids=ids)
+                # Within the store's deadline for Redis (see AcceptBatcher).
+                accepted = await self.store.accept(incoming, now=received_at, event_ids=ids)
                 return Persisted(accepted, spooled=False)
             except (RedisError, TimeoutError) as exc:
                 metrics.REDIS_ERRORS.labels("intake").inc()

@@ -11,9 +11,10 @@ from typing import Any
 
 import redis
 import redis.asyncio as aredis
-from rq import Callback, Queue, Retry
+from rq import Queue, Retry
 from ulid import ULID
 
+from broker.job_template import TEMPLATES
 from broker.store_accept import AcceptBatcher, CommandRecorder
 from handlers.models import FINAL_STATUSES, Event, Incoming
 
@@ -62,24 +63,25 @@ def change_entry(event: Event) -> dict[str, str]:
 
 
 def write_event(pipe: Any, event: Event, *, ttl_s: int | None, previous_status: str | None = None) -> None:
-    """Queue on `pipe` (sync or async pipeline alike) the record, its indexes and its change entry.
-    `ttl_s=None` keeps the record's current expiry (for updates made without the settings at hand)."""
-    if ttl_s is None:
-        pipe.set(event_key(event.id), event.model_dump_json(), keepttl=True)
-    else:
-        pipe.set(event_key(event.id), event.model_dump_json(), ex=ttl_s)
+    """Queue on `pipe` (sync or async pipeline, or the intake's recorder) the record, its indexes and its
+    change entry. `ttl_s=None` keeps the record's current expiry (for updates made without the settings
+    at hand). Plain commands: redis-py's builders cost more than the rest of the intake's Python."""
+    command = pipe.execute_command
+    expiry = ("KEEPTTL",) if ttl_s is None else ("EX", ttl_s)
+    command("SET", event_key(event.id), event.model_dump_json(), *expiry)
     if previous_status is None:
-        pipe.zadd(ALL_INDEX, {event.id: 0})
         keys = [index_key(field, value) for field in INDEXED_FIELDS if (value := getattr(event, field))]
+        command("ZADD", ALL_INDEX, 0, event.id)
         for key in keys:
-            pipe.zadd(key, {event.id: 0})
-        pipe.sadd(INDEX_REGISTRY, *keys)
+            command("ZADD", key, 0, event.id)
+        command("SADD", INDEX_REGISTRY, *keys)
     elif previous_status != event.status:
-        pipe.zrem(index_key("status", previous_status), event.id)
         key = index_key("status", event.status)
-        pipe.zadd(key, {event.id: 0})
-        pipe.sadd(INDEX_REGISTRY, key)
-    pipe.xadd(CHANGES_STREAM, change_entry(event), maxlen=CHANGES_MAXLEN, approximate=True)
+        command("ZREM", index_key("status", previous_status), event.id)
+        command("ZADD", key, 0, event.id)
+        command("SADD", INDEX_REGISTRY, key)
+    entry = change_entry(event)["event"]
+    command("XADD", CHANGES_STREAM, "MAXLEN", "~", CHANGES_MAXLEN, "*", "event", entry)
 
 
 def text(value: bytes | str) -> str:
@@ -139,13 +141,14 @@ class EventStore:
         retry: Retry | None,
         dedup_ttl_s: int,
         retention_s: int,
+        accept_timeout_s: float,
     ):
         self.redis = redis_client
         self.queue = queue
         self.retry = retry
         self.dedup_ttl_s = dedup_ttl_s
         self.retention_s = retention_s
-        self._batcher = AcceptBatcher(redis_client)
+        self._batcher = AcceptBatcher(redis_client, accept_timeout_s)
 
     async def accept(
         self,
@@ -166,7 +169,7 @@ class EventStore:
         dedup_keys = [DEDUP_KEY.format(key=k) for item in incoming for k in item.dedup_keys]
         first_key = event_key(ids[0])
         recorder.move_to_end("SET", first_key)
-        seen = await self._batcher.submit(dedup_keys, first_key, ids[0], recorder.framed())
+        seen = await self._batcher.submit(dedup_keys, first_key, ids[0], recorder)
         if seen:
             first = seen.decode()
             return Accepted(event_ids=[first], statuses=["duplicate"], duplicate_of=first)
@@ -185,7 +188,7 @@ class EventStore:
                 enqueue_event_job(self.queue, pipe, event.id, None, func=ANNOUNCE_JOB)
             write_event(pipe, event, ttl_s=self.retention_s)
             for key in item.dedup_keys:
-                pipe.set(DEDUP_KEY.format(key=key), event.id, ex=self.dedup_ttl_s)
+                pipe.execute_command("SET", DEDUP_KEY.format(key=key), event.id, "EX", self.dedup_ttl_s)
             events.append(event)
         return events
 
@@ -248,15 +251,8 @@ def enqueue_event_job(
 ) -> None:
     """A job about one event; its id names the event so ops can find it in rq's registries. A process
     job whose retries are spent (its worker died every time, say) leaves its event `dead`, never stuck."""
-    job = queue.create_job(
-        func,
-        args=(event_id,),
-        job_id=f"event-{event_id}-{ULID()}",
-        timeout=600,
-        retry=retry,
-        on_failure=Callback(EVENT_JOB_FAILED) if func == PROCESS_JOB else None,
-    )
-    queue.enqueue_job(job, pipeline=pipe)
+    on_failure = EVENT_JOB_FAILED if func == PROCESS_JOB else None
+    TEMPLATES.get(queue, func, retry, on_failure).enqueue(pipe, event_id)
 
 
 def mark_dead(connection: redis.Redis, event_id: str, reason: str) -> bool:

@@ -17,13 +17,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio as aredis
+from redis import exceptions as redis_errors
 from redis.commands import CoreCommands
 
 # KEYS: per delivery, its dedup keys then its first event's key. ARGV[1]: the number of deliveries, then
-# per delivery: its number of dedup keys, its first event id, its framed writes. Answers one entry per
-# delivery: false when written, else the event id it duplicates (its own id when its record is already
-# there: a re-drained spool entry). A dedup key pointing at the delivery's own id does not count, so a
-# delivery whose writes were cut short is completed on replay; the first event's record is written last.
+# per delivery: its number of dedup keys, its first event id, its number of commands, and each command as
+# its argument count followed by its arguments. Answers one entry per delivery: false when written, else
+# the event id it duplicates (its own id when its record is already there: a re-drained spool entry). A
+# dedup key pointing at the delivery's own id does not count, so a delivery whose writes were cut short is
+# completed on replay; the first event's record is written last. The commands travel as plain arguments
+# so that Redis splits them (no parsing in Lua) and hiredis packs them (no framing in Python).
 ACCEPT_SCRIPT = """
 local results = {}
 local k = 1
@@ -31,7 +34,7 @@ local a = 2
 for d = 1, tonumber(ARGV[1]) do
   local ndedup = tonumber(ARGV[a])
   local own = ARGV[a + 1]
-  local blob = ARGV[a + 2]
+  local ncommands = tonumber(ARGV[a + 2])
   a = a + 3
   local seen = false
   for i = k, k + ndedup - 1 do
@@ -43,21 +46,10 @@ for d = 1, tonumber(ARGV[1]) do
   end
   if not seen and redis.call('EXISTS', KEYS[k + ndedup]) == 1 then seen = own end
   k = k + ndedup + 1
-  if not seen then
-    local pos = 1
-    while pos <= #blob do
-      local nl = string.find(blob, '\\n', pos, true)
-      local argc = tonumber(string.sub(blob, pos, nl - 1))
-      pos = nl + 1
-      local args = {}
-      for j = 1, argc do
-        nl = string.find(blob, '\\n', pos, true)
-        local size = tonumber(string.sub(blob, pos, nl - 1))
-        args[j] = string.sub(blob, nl + 1, nl + size)
-        pos = nl + 1 + size
-      end
-      redis.call(unpack(args))
-    end
+  for c = 1, ncommands do
+    local argc = tonumber(ARGV[a])
+    if not seen then redis.call(unpack(ARGV, a + 1, a + argc)) end
+    a = a + argc + 1
   end
   results[d] = seen
 end
@@ -66,13 +58,6 @@ return results
 
 MAX_BATCH = 64
 MAX_BATCH_BYTES = 2 * 1024 * 1024
-
-
-def _number_bytes(value: Any) -> bytes:
-    """A non-text argument as redis-py's Encoder would send it."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"cannot send {type(value).__name__} to Redis")
-    return repr(value).encode()
 
 
 class CommandRecorder(CoreCommands):
@@ -99,47 +84,50 @@ class CommandRecorder(CoreCommands):
                 self.commands.append(self.commands.pop(index))
                 return
 
-    def framed(self) -> bytes:
-        """`<argc>\\n` then `<size>\\n<bytes>` per argument, for each command in order."""
-        parts: list[bytes] = []
-        append = parts.append
+    def flat(self) -> tuple[list[Any], int]:
+        """The commands as ACCEPT_SCRIPT reads them (count, then argc and arguments for each), and their
+        size in bytes, roughly (numbers not counted)."""
+        args: list[Any] = [len(self.commands)]
+        size = 0
         for command in self.commands:
-            append(b"%d\n" % len(command))
-            for arg in command:
-                if isinstance(arg, str):
-                    data = arg.encode()
-                elif isinstance(arg, bytes):
-                    data = arg
-                else:
-                    data = _number_bytes(arg)
-                append(b"%d\n" % len(data))
-                append(data)
-        return b"".join(parts)
+            args.append(len(command))
+            args.extend(command)
+            size += sum(len(arg) for arg in command if isinstance(arg, str | bytes))
+        return args, size
 
 
 @dataclass
 class _Delivery:
     keys: list[str]
-    args: tuple[int, str, bytes]
+    args: list[Any]
+    size: int
     done: asyncio.Future[bytes | None] = field(repr=False)
 
 
 class AcceptBatcher:
     """Runs ACCEPT_SCRIPT for every submitted delivery, one call in flight at a time: what arrives
     meanwhile goes in the next call. A failed call fails every delivery in it (each then takes its own
-    fallback, e.g. the spool); deliveries in a call that Redis did apply are recognised on replay."""
+    fallback, e.g. the spool); deliveries in a call that Redis did apply are recognised on replay.
 
-    def __init__(self, redis_client: aredis.Redis) -> None:
+    Each call has a deadline of `timeout_s`, whatever redis-py's reconnects and retries add up to. When a
+    call times out or loses its connection, the deliveries waiting for the next call fail with it: Redis
+    is unreachable for them too, and so no delivery waits longer than about two deadlines. (One timer per
+    call, not per delivery: on the intake path a timer each cost more than the rest of the wait.)"""
+
+    def __init__(self, redis_client: aredis.Redis, timeout_s: float) -> None:
         self._script = redis_client.register_script(ACCEPT_SCRIPT)
+        self._timeout_s = timeout_s
         self._pending: list[_Delivery] = []
         self._flusher: asyncio.Task[None] | None = None
 
     async def submit(
-        self, dedup_keys: Sequence[str], first_key: str, first_id: str, writes: bytes
+        self, dedup_keys: Sequence[str], first_key: str, first_id: str, writes: CommandRecorder
     ) -> bytes | None:
         """None when written, else the event id the delivery duplicates."""
         done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        self._pending.append(_Delivery([*dedup_keys, first_key], (len(dedup_keys), first_id, writes), done))
+        commands, size = writes.flat()
+        delivery = _Delivery([*dedup_keys, first_key], [len(dedup_keys), first_id, *commands], size, done)
+        self._pending.append(delivery)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         return await done
@@ -148,29 +136,38 @@ class AcceptBatcher:
         while self._pending:
             batch = self._take()
             try:
-                results = await self._script(
-                    keys=[key for item in batch for key in item.keys],
-                    args=[len(batch), *(arg for item in batch for arg in item.args)],
-                )
+                async with asyncio.timeout(self._timeout_s):
+                    results = await self._script(
+                        keys=[key for item in batch for key in item.keys],
+                        args=[len(batch), *(arg for item in batch for arg in item.args)],
+                    )
             except asyncio.CancelledError:
                 for item in [*batch, *self._pending]:
                     item.done.cancel()
                 self._pending = []
                 raise
+            except (TimeoutError, OSError, redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+                self._fail([*batch, *self._pending], exc)
+                self._pending = []
+                continue
             except Exception as exc:
-                for item in batch:
-                    if not item.done.done():
-                        item.done.set_exception(exc)
+                self._fail(batch, exc)
                 continue
             for item, result in zip(batch, results, strict=True):
                 if not item.done.done():
                     item.done.set_result(result or None)
 
+    @staticmethod
+    def _fail(deliveries: list[_Delivery], exc: Exception) -> None:
+        for item in deliveries:
+            if not item.done.done():
+                item.done.set_exception(exc)
+
     def _take(self) -> list[_Delivery]:
         size = 0
         count = 0
         for item in self._pending:
-            size += len(item.args[2])
+            size += item.size
             if count and (count == MAX_BATCH or size > MAX_BATCH_BYTES):
                 break
             count += 1

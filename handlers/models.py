@@ -96,8 +96,9 @@ class Event(EventFields):
     @classmethod
     def from_incoming(cls, incoming: Incoming, *, event_id: str, received_at: datetime) -> Event:
         # Validated construction on purpose: a model_construct'ed Event serialises ~3x slower, and the
-        # intake serialises every event twice.
-        fields = incoming.model_dump(exclude={"dedup_keys", "ignore_reason"})
+        # intake serialises every event twice. The fields are handed over as they are (no model_dump):
+        # validation then copies the payload's top level only, where a dump would copy all of it.
+        fields = {name: getattr(incoming, name) for name in _CARRIED_FIELDS}
         return cls(
             id=event_id,
             received_at=received_at,
@@ -106,6 +107,9 @@ class Event(EventFields):
             reason=incoming.ignore_reason,
             **fields,
         )
+
+
+_CARRIED_FIELDS = (*EventFields.model_fields, "headers", "payload")
 
 
 class Outcome(BaseModel):

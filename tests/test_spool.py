@@ -196,7 +196,14 @@ async def test_torn_tail_skipped_and_corrupt_line_set_aside(settings, own_redis,
     own = settings.model_copy(update={"redis_url": own_redis.url})
     connection = own_redis.client()
     async_client = aredis.Redis.from_url(own_redis.url)
-    store = EventStore(async_client, event_queue(own, connection), retry=None, dedup_ttl_s=60, retention_s=60)
+    store = EventStore(
+        async_client,
+        event_queue(own, connection),
+        retry=None,
+        dedup_ttl_s=60,
+        retention_s=60,
+        accept_timeout_s=own.redis_timeout_s,
+    )
     try:
         replayed = await Intake(store, journal, own).drain()
     finally:

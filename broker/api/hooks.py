@@ -42,11 +42,18 @@ class BodyTimeout(WebhookError):
 async def read_capped(request: web.Request, cap: int, timeout_s: float) -> bytes:
     """Read the whole body, refusing to buffer more than `cap` bytes whatever Content-Length claims, and
     giving up on a sender that has not sent it all within `timeout_s` (a slowloris holds a slot)."""
-    chunks: list[bytes] = []
-    size = 0
+    content = request.content
+    # Usually the whole body came with the headers: take it without arming a timer.
+    arrived = content.read_nowait(cap + 1)
+    if len(arrived) > cap:
+        raise TooLarge(f"body is over the {cap}-byte limit")
+    if content.at_eof():
+        return arrived
+    chunks = [arrived]
+    size = len(arrived)
     try:
         async with asyncio.timeout(timeout_s):
-            while chunk := await request.content.read(cap + 1 - size):
+            while chunk := await content.read(cap + 1 - size):
                 chunks.append(chunk)
                 size += len(chunk)
                 if size > cap:

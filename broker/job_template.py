@@ -1,0 +1,149 @@
+"""rq jobs about one event, stamped from a template that rq itself wrote.
+
+Why: building each job with rq (`Job.create`, its serializer lookup, `to_dict`, `enqueue_job`) cost more
+CPU on the intake path than anything else the broker does for a webhook. Yet the jobs the broker queues
+for one (queue, function, retry policy) differ only in their event id, their own id and the time. So rq
+enqueues the job twice, for two sentinel events, into a command recorder; the arguments that differ
+between the two recordings are the per-job slots, and everything else stays rq's own bytes. A slot that is
+none of the three kinds understood here (an rq upgrade adding a per-job field) fails when the template is
+built rather than writing a wrong job; tests/test_job_template.py checks that a stamped job is the job rq
+writes, and that a worker runs it."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from rq import Callback, Queue, Retry
+from rq.serializers import DefaultSerializer
+from rq.utils import utcformat, utcparse
+from ulid import ULID
+
+from broker.store_accept import CommandRecorder
+
+# Two (event id, job id suffix) pairs no real id can contain: ULIDs never hold I, L, O or U.
+_SENTINELS = (("EVENTIDLOUEVENTIDLOU", "SUFFIXLOUSUFFIXLOU"), ("EVENTIDUOLEVENTIDUOL", "SUFFIXUOLSUFFIXUOL"))
+
+
+@dataclass(frozen=True)
+class _Stamp:
+    """The per-job values for one job."""
+
+    event_id: str
+    job_suffix: str
+    at: str
+    data: bytes
+
+
+Slot = Callable[[_Stamp], Any]
+
+
+def _is_timestamp(value: Any) -> bool:
+    try:
+        utcparse(value.decode() if isinstance(value, bytes) else value)
+    except (TypeError, ValueError, AttributeError):
+        return False
+    return True
+
+
+def _call_data(func: str, event_id: str) -> bytes:
+    """The job's `data` as rq stores it: its call, pickled by rq's default serializer, compressed."""
+    return zlib.compress(DefaultSerializer.dumps((func, None, (event_id,), {})))
+
+
+def _decompressed(value: bytes) -> bytes | None:
+    try:
+        return zlib.decompress(value)
+    except zlib.error:
+        return None
+
+
+def _slot(first: Any, second: Any, func: str) -> Slot:
+    """How one argument that differs between the two recordings is filled in for a job."""
+    (event_a, suffix_a), (event_b, suffix_b) = _SENTINELS
+    if isinstance(first, str) and first.replace(event_a, event_b).replace(suffix_a, suffix_b) == second:
+        return lambda stamp: first.replace(event_a, stamp.event_id).replace(suffix_a, stamp.job_suffix)
+    if _is_timestamp(first) and _is_timestamp(second):
+        return lambda stamp: stamp.at
+    if isinstance(first, bytes) and _decompressed(first) == _decompressed(_call_data(func, event_a)):
+        return lambda stamp: stamp.data
+    raise RuntimeError(f"rq writes a per-job value the job template does not understand: {first!r}")
+
+
+def _record(
+    queue: Queue, func: str, event_id: str, suffix: str, retry: Retry | None, on_failure: str | None
+) -> list[tuple[Any, ...]]:
+    recorder: Any = CommandRecorder()  # stands in for the pipeline rq expects
+    job = queue.create_job(
+        func,
+        args=(event_id,),
+        job_id=f"event-{event_id}-{suffix}",
+        timeout=600,
+        retry=retry,
+        on_failure=Callback(on_failure) if on_failure else None,
+    )
+    queue.enqueue_job(job, pipeline=recorder)
+    return recorder.commands
+
+
+class JobTemplate:
+    """Queues `func(event_id)` jobs with id `event-<event id>-<fresh ULID>`, as rq would."""
+
+    def __init__(self, queue: Queue, func: str, retry: Retry | None, on_failure: str | None) -> None:
+        self.func = func
+        (event_a, suffix_a), (event_b, suffix_b) = _SENTINELS
+        first = _record(queue, func, event_a, suffix_a, retry, on_failure)
+        stamp_a = utcformat(datetime.now(UTC))
+        while utcformat(datetime.now(UTC)) == stamp_a:  # so that the timestamps differ too
+            pass
+        second = _record(queue, func, event_b, suffix_b, retry, on_failure)
+        if [len(command) for command in first] != [len(command) for command in second]:
+            raise RuntimeError("rq writes jobs whose shape depends on the job")
+        self._commands = first
+        self._slots: list[tuple[int, int, Slot]] = [
+            (index, position, _slot(one, two, func))
+            for index, (command_a, command_b) in enumerate(zip(first, second, strict=True))
+            for position, (one, two) in enumerate(zip(command_a, command_b, strict=True))
+            if one != two
+        ]
+
+    def commands(self, event_id: str) -> list[list[Any]]:
+        stamp = _Stamp(
+            event_id=event_id,
+            job_suffix=str(ULID()),
+            at=utcformat(datetime.now(UTC)),
+            data=_call_data(self.func, event_id),
+        )
+        commands = [list(command) for command in self._commands]
+        for index, position, fill in self._slots:
+            commands[index][position] = fill(stamp)
+        return commands
+
+    def enqueue(self, pipe: Any, event_id: str) -> None:
+        """Queue the job's writes on `pipe`: a sync or async pipeline, or a CommandRecorder."""
+        for command in self.commands(event_id):
+            pipe.execute_command(*command)
+
+
+class JobTemplates:
+    """One template per (queue, function, retry policy, failure callback), built on first use."""
+
+    def __init__(self) -> None:
+        self._templates: dict[tuple[Any, ...], JobTemplate] = {}
+
+    def get(self, queue: Queue, func: str, retry: Retry | None, on_failure: str | None) -> JobTemplate:
+        key = (queue.key, func, _retry_key(retry), on_failure)
+        template = self._templates.get(key)
+        if template is None:
+            template = self._templates[key] = JobTemplate(queue, func, retry, on_failure)
+        return template
+
+
+def _retry_key(retry: Retry | None) -> tuple[int, Sequence[int]] | None:
+    return None if retry is None else (retry.max, tuple(retry.intervals))
+
+
+TEMPLATES = JobTemplates()

@@ -2,7 +2,7 @@
 endpoint that answers 202 without doing anything, both on this box, both driven by the same generator.
 
     python bench/bench_intake.py [--requests 3000] [--rounds 3] [--concurrency 32] [--appendfsync everysec]
-                                 [--single 500] [--pin]
+                                 [--single 500] [--replicas 1 2] [--pin]
 
 Both servers run as subprocesses on loopback: the broker is the real `broker web` (create_app on a real
 port, one process, default settings and log level) over a throwaway redis-server with AOF on; the
@@ -11,6 +11,12 @@ baseline is a one-route aiohttp app on the same event loop implementation that r
 with pre-signed, distinct deliveries (so none is a duplicate), identical for both. Rounds alternate
 bare/broker so both see the same background load; the ratio is the median of the per-round ratios.
 After the runs, every 202 of the broker is checked against Redis: its event record and its rq job.
+
+Replicas: the web tier scales out by adding `broker web` processes (Deployment replicas, each with its own
+spool) on one Redis. `--replicas 1 2` measures both servers with one process, then both with two, each
+replica on its own port and the generator's connections spread evenly over them, as a Service spreads
+them over pods; the bare baseline always gets as many processes as the broker. The default is one
+replica, then one per CPU.
 Also printed: CPU time per request of each process (server, Redis, generator), steadier than rates on a
 shared box, and the latency of the 202 on a single connection (no queueing). `--pin` puts each server
 on a CPU of its own and the generator and Redis on another. Performance is never asserted in tests;
@@ -110,14 +116,14 @@ async def wait_ready(url: str, timeout_s: float = 20.0) -> None:
             await asyncio.sleep(0.05)
 
 
-async def drive(url: str, work: Work, concurrency: int, pids: dict[str, int]) -> Result:
-    """Post every delivery over `concurrency` connections."""
+async def drive(urls: list[str], work: Work, concurrency: int, pids: dict[str, list[int]]) -> Result:
+    """Post every delivery over `concurrency` connections, spread evenly over the replicas' `urls`."""
     result = Result()
     queue = iter(work)
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
 
-        async def worker() -> None:
+        async def worker(url: str) -> None:
             for body, headers in queue:
                 started = time.perf_counter()
                 async with session.post(url, data=body, headers=headers) as resp:
@@ -128,12 +134,12 @@ async def drive(url: str, work: Work, concurrency: int, pids: dict[str, int]) ->
                     result.latencies.append(elapsed)
                     result.ids.append(answer["event_id"])
 
-        before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        before = {name: sum(map(cpu_seconds, group)) for name, group in pids.items()}
         before["generator"] = own_cpu_seconds()
         started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(urls[index % len(urls)]) for index in range(concurrency)))
         result.seconds = time.perf_counter() - started
-        after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+        after = {name: sum(map(cpu_seconds, group)) for name, group in pids.items()}
         after["generator"] = own_cpu_seconds()
     result.cpu = {name: (after[name] - before[name]) / len(work) for name in before}
     return result
@@ -158,51 +164,98 @@ def show(name: str, result: Result) -> None:
     )
 
 
+@dataclass
+class Target:
+    """One server under test: its replicas' URLs and the processes whose CPU time is counted."""
+
+    urls: list[str]
+    pids: dict[str, list[int]]
+
+
+class Serial:
+    """Numbers the deliveries across the whole run, so none is ever a duplicate of another."""
+
+    def __init__(self) -> None:
+        self.next = 0
+
+    def take(self, count: int) -> Work:
+        work = deliveries(count, self.next)
+        self.next += count
+        return work
+
+
 async def main(args: argparse.Namespace) -> None:
     print(
         f"requests/round={args.requests} rounds={args.rounds} concurrency={args.concurrency} "
-        f"appendfsync={args.appendfsync} cpus={os.cpu_count()}"
+        f"appendfsync={args.appendfsync} cpus={os.cpu_count()} replicas={args.replicas}"
     )
+    serial = Serial()
+    verdicts = []
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        bare_port, port = free_port(), free_port()
         with RedisServer(tmp / "redis", appendfsync=args.appendfsync) as redis_server:
-            env = {
-                **os.environ,
-                "BROKER_REDIS_URL": redis_server.url,
-                "BROKER_DATA_DIR": str(tmp / "data"),
-                "BROKER_GITEA_SECRET": SECRET,
-            }
-            bare = spawn(
-                [sys.executable, __file__, "--bare-server", str(bare_port)], dict(os.environ), tmp / "b"
-            )
-            web = spawn(
-                [sys.executable, "-m", "broker.cli", "web", "--port", str(port)], env, tmp / "web.log"
-            )
-            assert redis_server.process
-            if args.pin and len(os.sched_getaffinity(0)) >= 2:
-                # The server under test on one CPU, the generator and Redis on the other, for both runs.
-                first, second, *_ = sorted(os.sched_getaffinity(0))
-                for pid in (bare.pid, web.pid):
-                    os.sched_setaffinity(pid, {first})
-                for pid in (0, redis_server.process.pid):
-                    os.sched_setaffinity(pid, {second})
-            targets = {
-                "bare": (bare_port, {"server": bare.pid}),
-                "broker": (port, {"server": web.pid, "redis": redis_server.process.pid}),
-            }
-            try:
-                results = await rounds(args, targets)
-            finally:
-                for proc in (bare, web):
-                    proc.terminate()
-                    proc.wait(10)
-            client = redis_server.client()
-            ids = [i for result in results["broker"] for i in result.ids]
-            stored = sum(client.exists(f"broker:event:{i}") for i in ids)
-            jobs = client.llen("rq:queue:broker")
-            client.close()
+            for replicas in args.replicas:
+                print(f"== {replicas} process(es) per server ==")
+                results = await measure(args, replicas, tmp / f"replicas-{replicas}", redis_server, serial)
+                verdicts.append(summarise(replicas, results, redis_server))
+    for line in verdicts:
+        print(line)
 
+
+async def measure(
+    args: argparse.Namespace, replicas: int, tmp: Path, redis_server: RedisServer, serial: Serial
+) -> dict[str, list[Result]]:
+    tmp.mkdir()
+    bare_ports = [free_port() for _ in range(replicas)]
+    ports = [free_port() for _ in range(replicas)]
+    bare = [
+        spawn([sys.executable, __file__, "--bare-server", str(port)], dict(os.environ), tmp / f"bare-{port}")
+        for port in bare_ports
+    ]
+    webs = []
+    for index, port in enumerate(ports):
+        env = {
+            **os.environ,
+            "BROKER_REDIS_URL": redis_server.url,
+            "BROKER_DATA_DIR": str(tmp / f"data-{index}"),  # a spool each, as each pod has its own
+            "BROKER_GITEA_SECRET": SECRET,
+        }
+        webs.append(
+            spawn([sys.executable, "-m", "broker.cli", "web", "--port", str(port)], env, tmp / f"web-{port}")
+        )
+    assert redis_server.process
+    if args.pin and replicas == 1 and len(os.sched_getaffinity(0)) >= 2:
+        # The server under test on one CPU, the generator and Redis on the other, for both runs.
+        first, second, *_ = sorted(os.sched_getaffinity(0))
+        for proc in (*bare, *webs):
+            os.sched_setaffinity(proc.pid, {first})
+        for pid in (0, redis_server.process.pid):
+            os.sched_setaffinity(pid, {second})
+    targets = {
+        "bare": Target(hook_urls(bare_ports), {"server": [proc.pid for proc in bare]}),
+        "broker": Target(
+            hook_urls(ports),
+            {"server": [proc.pid for proc in webs], "redis": [redis_server.process.pid]},
+        ),
+    }
+    try:
+        return await rounds(args, targets, serial)
+    finally:
+        for proc in (*bare, *webs):
+            proc.terminate()
+            proc.wait(10)
+
+
+def hook_urls(ports: list[int]) -> list[str]:
+    return [f"http://127.0.0.1:{port}/hooks/gitea" for port in ports]
+
+
+def summarise(replicas: int, results: dict[str, list[Result]], redis_server: RedisServer) -> str:
+    client = redis_server.client()
+    ids = [i for result in results["broker"] for i in result.ids]
+    stored = sum(client.exists(f"broker:event:{i}") for i in ids)
+    jobs = client.llen("rq:queue:broker")
+    client.close()
     ratios = [b.rate / a.rate for a, b in zip(results["bare"], results["broker"], strict=True)]
     ratio = statistics.median(ratios)
     latencies = [lat for result in results["broker"] for lat in result.latencies]
@@ -213,33 +266,29 @@ async def main(args: argparse.Namespace) -> None:
     )
     verdict = "meets" if ratio >= TARGET_RATIO else "BELOW"
     shown = ", ".join(f"{r:.2f}" for r in ratios)
-    print(f"ratio broker/bare = {ratio:.2f} (median of {shown}; {verdict} target {TARGET_RATIO})")
+    return (
+        f"{replicas} process(es) per server: ratio broker/bare = {ratio:.2f} "
+        f"(median of {shown}; {verdict} target {TARGET_RATIO})"
+    )
 
 
 async def rounds(
-    args: argparse.Namespace, targets: dict[str, tuple[int, dict[str, int]]]
+    args: argparse.Namespace, targets: dict[str, Target], serial: Serial
 ) -> dict[str, list[Result]]:
     results: dict[str, list[Result]] = {name: [] for name in targets}
-    serial = 0
-    for port, pids in targets.values():
-        await wait_ready(f"http://127.0.0.1:{port}/healthz")
-        await drive(
-            f"http://127.0.0.1:{port}/hooks/gitea", deliveries(args.warmup, serial), args.concurrency, pids
-        )
-        serial += args.warmup
+    for target in targets.values():
+        for url in target.urls:
+            await wait_ready(url.replace("/hooks/gitea", "/healthz"))
+        await drive(target.urls, serial.take(args.warmup), args.concurrency, target.pids)
     for number in range(1, args.rounds + 1):
         print(f"round {number}")
-        for name, (port, pids) in targets.items():
-            work = deliveries(args.requests, serial)
-            serial += args.requests
-            result = await drive(f"http://127.0.0.1:{port}/hooks/gitea", work, args.concurrency, pids)
+        for name, target in targets.items():
+            result = await drive(target.urls, serial.take(args.requests), args.concurrency, target.pids)
             results[name].append(result)
             show(name, result)
     print(f"unloaded (one connection, {args.single} requests each):")
-    for name, (port, pids) in targets.items():
-        work = deliveries(args.single, serial)
-        serial += args.single
-        show(name, await drive(f"http://127.0.0.1:{port}/hooks/gitea", work, 1, pids))
+    for name, target in targets.items():
+        show(name, await drive(target.urls[:1], serial.take(args.single), 1, target.pids))
     return results
 
 
@@ -251,7 +300,16 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--single", type=int, default=500, help="requests on one connection, for latency")
     parser.add_argument("--appendfsync", default="everysec", choices=["everysec", "always", "no"])
-    parser.add_argument("--pin", action="store_true", help="pin the server to one CPU, the rest to another")
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        nargs="+",
+        default=sorted({1, os.cpu_count() or 1}),
+        help="processes per server, one measurement each (default: 1, then one per CPU)",
+    )
+    parser.add_argument(
+        "--pin", action="store_true", help="one process per server: pin it to one CPU, the rest to another"
+    )
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
     cli_args = parser.parse_args()
     if cli_args.bare_server:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import os
 import subprocess
@@ -28,14 +29,28 @@ def start_web(settings: Settings, host: str | None, port: int | None) -> None:
             log.warning("/hooks/%s is disabled: its secret setting is not set", source)
     if settings.admin_token is None:
         log.warning("BROKER_ADMIN_TOKEN is not set: the ops API and the page accept only team tokens")
+    app = create_app(settings)
+    settle_heap()
     web.run_app(
-        create_app(settings),
+        app,
         host=host or settings.host,
         port=port or settings.port,
         access_log=None,
         print=lambda text: log.info(text.strip()),
         loop=new_event_loop(),
     )
+
+
+def settle_heap(young_threshold: int = 50_000) -> None:
+    """Tune the cyclic garbage collector for the intake. Each webhook in flight holds a parsed payload (a
+    few hundred containers), and the default collector walks every live young container each 700
+    allocations: with dozens of webhooks in flight, that was a quarter of the web tier's CPU. Startup's
+    objects live as long as the process: freeze them out of every later collection, and run the young
+    collection less often (garbage without cycles is freed by reference counting regardless)."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(young_threshold, middle, old)
 
 
 def new_event_loop() -> asyncio.AbstractEventLoop:

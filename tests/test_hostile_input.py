@@ -162,7 +162,7 @@ BODIES = {"gitea": payloads.gitea_push, "drone": payloads.drone_build, "harbor":
 
 @pytest.mark.parametrize("source", sorted(BODIES))
 async def test_unpaired_surrogate_escape_is_400_not_500(client, sync_redis, source):
-    # Valid JSON that no UTF-8 store can keep: json.loads turns "\ud800" into a lone surrogate.
+    # A lone surrogate escape: no UTF-8 store can keep it, so it is refused as the body is parsed.
     body = with_text(BODIES[source](), b'"lone \\ud800 surrogate"')
     resp = await client.post(f"/hooks/{source}", data=body, headers=signed_headers(source, body))
     assert resp.status == 400

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import uuid
-from datetime import UTC
+from datetime import UTC, datetime
 
 import pytest
 import redis
 from rq import Callback, Queue, Retry, SimpleWorker
 from rq.job import Job
+from rq.utils import utcformat
 
-from broker.job_template import JobTemplate
+from broker.job_template import JobTemplate, rq_time
 from broker.store import new_event_id
 from broker.store_accept import CommandRecorder
 from handlers.models import utcnow
@@ -78,7 +80,7 @@ def test_a_stamped_job_is_the_job_rq_writes(sync_redis: redis.Redis, retry, on_f
     assert stamped.args == (mine,) and reference.args == (theirs,)
     assert stamped.description == reference.description.replace(theirs, mine)
     assert stamped.get_status() == reference.get_status() == "queued"
-    assert stamped.id.startswith(f"event-{mine}-") and len(stamped.id) == len(f"event-{mine}-") + 26
+    assert re.fullmatch(f"event-{mine}-[0-9a-f]{{16}}", stamped.id)
     # Its own moment, not the template's.
     assert stamped.created_at is not None and stamped.enqueued_at is not None
     assert stamped.created_at.replace(tzinfo=UTC) >= before.replace(microsecond=0)
@@ -138,3 +140,9 @@ def test_a_template_records_without_touching_redis(sync_redis: redis.Redis) -> N
     JobTemplate(queue, FUNC, None, None).enqueue(recorder, new_event_id(utcnow()))
     assert recorder.commands and sync_redis.dbsize() == 0
     assert {command[0] for command in recorder.commands} >= {"HSET", "RPUSH"}
+
+
+@pytest.mark.parametrize("microsecond", [0, 7, 999_999])
+def test_times_are_written_as_rq_writes_them(microsecond: int) -> None:
+    moment = datetime(2026, 11, 27, 6, 5, 4, microsecond, tzinfo=UTC)
+    assert rq_time(moment) == utcformat(moment)

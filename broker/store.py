@@ -65,23 +65,24 @@ def change_entry(event: Event) -> dict[str, str]:
 def write_event(pipe: Any, event: Event, *, ttl_s: int | None, previous_status: str | None = None) -> None:
     """Queue on `pipe` (sync or async pipeline, or the intake's recorder) the record, its indexes and its
     change entry. `ttl_s=None` keeps the record's current expiry (for updates made without the settings
-    at hand). Plain commands: redis-py's builders cost more than the rest of the intake's Python."""
+    at hand). Plain commands with text arguments (see CommandRecorder): redis-py's builders cost more
+    than the rest of the intake's Python."""
     command = pipe.execute_command
-    expiry = ("KEEPTTL",) if ttl_s is None else ("EX", ttl_s)
+    expiry = ("KEEPTTL",) if ttl_s is None else ("EX", str(ttl_s))
     command("SET", event_key(event.id), event.model_dump_json(), *expiry)
     if previous_status is None:
         keys = [index_key(field, value) for field in INDEXED_FIELDS if (value := getattr(event, field))]
-        command("ZADD", ALL_INDEX, 0, event.id)
+        command("ZADD", ALL_INDEX, "0", event.id)
         for key in keys:
-            command("ZADD", key, 0, event.id)
+            command("ZADD", key, "0", event.id)
         command("SADD", INDEX_REGISTRY, *keys)
     elif previous_status != event.status:
         key = index_key("status", event.status)
         command("ZREM", index_key("status", previous_status), event.id)
-        command("ZADD", key, 0, event.id)
+        command("ZADD", key, "0", event.id)
         command("SADD", INDEX_REGISTRY, key)
     entry = change_entry(event)["event"]
-    command("XADD", CHANGES_STREAM, "MAXLEN", "~", CHANGES_MAXLEN, "*", "event", entry)
+    command("XADD", CHANGES_STREAM, "MAXLEN", "~", str(CHANGES_MAXLEN), "*", "event", entry)
 
 
 def text(value: bytes | str) -> str:
@@ -188,7 +189,7 @@ class EventStore:
                 enqueue_event_job(self.queue, pipe, event.id, None, func=ANNOUNCE_JOB)
             write_event(pipe, event, ttl_s=self.retention_s)
             for key in item.dedup_keys:
-                pipe.execute_command("SET", DEDUP_KEY.format(key=key), event.id, "EX", self.dedup_ttl_s)
+                pipe.execute_command("SET", DEDUP_KEY.format(key=key), event.id, "EX", str(self.dedup_ttl_s))
             events.append(event)
         return events
 

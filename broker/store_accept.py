@@ -86,13 +86,14 @@ class CommandRecorder(CoreCommands):
 
     def flat(self) -> tuple[list[Any], int]:
         """The commands as ACCEPT_SCRIPT reads them (count, then argc and arguments for each), and their
-        size in bytes, roughly (numbers not counted)."""
+        size. Every argument must be text (str or bytes, numbers in decimal as Redis receives them
+        anyway): then the size is summed without a Python-level loop over the arguments."""
         args: list[Any] = [len(self.commands)]
         size = 0
         for command in self.commands:
             args.append(len(command))
             args.extend(command)
-            size += sum(len(arg) for arg in command if isinstance(arg, str | bytes))
+            size += sum(map(len, command))
         return args, size
 
 

@@ -5,7 +5,6 @@ and body hash), not here. A `form` webhook sends `payload=<urlencoded JSON>` but
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -68,7 +67,7 @@ def verify(headers: Mapping[str, str], body: bytes, secret: str) -> None:
         payload = json_bytes(headers, body)
     except PayloadError as exc:
         raise SignatureError(f"cannot locate the signed payload: {exc.message}") from None
-    expected = hmac.new(secret.encode(), payload, hashlib.sha256).hexdigest()
+    expected = hmac.digest(secret.encode(), payload, "sha256").hex()
     if not hmac.compare_digest(expected.encode(), wire_bytes(received.lower())):
         raise SignatureError("Gitea signature does not match the body")
 

@@ -3,11 +3,12 @@ change entry, rq job, dedup keys) after checking its dedup keys, and concurrent 
 
 Why a script and not WATCH + MULTI/EXEC: that costs three round trips and ~25 commands whose replies are
 parsed one by one in Python; redis-py's asyncio client spends more CPU per command than Redis spends
-running it. Here the writes are recorded with redis-py's own command builders (so rq's job writes stay
-rq's), framed into one argument, and applied by the script, which runs atomically like MULTI/EXEC and is
-recorded in the AOF by its effects. Deliveries arriving while a call is in flight wait for it and then go
-together (group commit); each stays all-or-nothing on its own. Standalone Redis only (the keys one call
-writes span hash slots), as rq itself."""
+running it. Here the writes are recorded as plain commands (the event's by broker/store.py, the rq job's
+stamped from what rq itself wrote: broker/job_template.py), sent as the script's arguments, and applied
+by the script, which runs atomically like MULTI/EXEC and is recorded in the AOF by its effects.
+Deliveries arriving while a call is in flight wait for it and then go together (group commit); each stays
+all-or-nothing on its own. Standalone Redis only (the keys one call writes span hash slots), as rq
+itself."""
 
 from __future__ import annotations
 
@@ -61,8 +62,8 @@ MAX_BATCH_BYTES = 2 * 1024 * 1024
 
 
 class CommandRecorder(CoreCommands):
-    """Stands in for a transaction pipeline: redis-py's command builders turn each call (ours and rq's)
-    into its exact argument list, kept in order for ACCEPT_SCRIPT."""
+    """Stands in for a transaction pipeline: every command queued on it (ours, and rq's when a job
+    template is recorded) is kept as its exact argument list, in order, for ACCEPT_SCRIPT."""
 
     explicit_transaction = True  # rq asks, to decide whether to call multi()
     _event_dispatcher = None  # type: ignore[assignment]  # no client events: nothing is sent from here

@@ -45,8 +45,8 @@ Slot = Callable[[_Stamp], Any]
 
 def _is_timestamp(value: Any) -> bool:
     try:
-        utcparse(value.decode() if isinstance(value, bytes) else value)
-    except (TypeError, ValueError, AttributeError):
+        utcparse(value)
+    except (TypeError, ValueError):
         return False
     return True
 

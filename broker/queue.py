@@ -78,9 +78,9 @@ class _HiredisPacking:
     does, in C. Mixed into whichever connection class the URL chose (TCP, TLS, Unix, Sentinel)."""
 
     def pack_command(self, *args: Any) -> list[bytes]:
-        command = args[0]
-        if isinstance(command, str | bytes) and len(command.split()) > 1:  # "CONFIG GET" and the like
-            args = (*command.split(), *args[1:])
+        words = args[0].split() if isinstance(args[0], str | bytes) else ()
+        if len(words) > 1:  # "CONFIG GET" and the like
+            args = (*words, *args[1:])
         try:
             return [hiredis.pack_command(args)]
         except TypeError as exc:

@@ -57,9 +57,9 @@ def id_floor(at: datetime) -> str:
     return str(ULID.from_timestamp(at.timestamp()))[:10] + "0" * 16
 
 
-def change_entry(event: Event) -> dict[str, str]:
+def change_entry(event: Event) -> str:
     """The live-tail entry: the record without its bulky payload (the page fetches it on demand)."""
-    return {"event": event.model_dump_json(exclude={"payload", "headers"})}
+    return event.model_dump_json(exclude={"payload", "headers"})
 
 
 def write_event(pipe: Any, event: Event, *, ttl_s: int | None, previous_status: str | None = None) -> None:
@@ -81,8 +81,7 @@ def write_event(pipe: Any, event: Event, *, ttl_s: int | None, previous_status: 
         command("ZREM", index_key("status", previous_status), event.id)
         command("ZADD", key, "0", event.id)
         command("SADD", INDEX_REGISTRY, key)
-    entry = change_entry(event)["event"]
-    command("XADD", CHANGES_STREAM, "MAXLEN", "~", str(CHANGES_MAXLEN), "*", "event", entry)
+    command("XADD", CHANGES_STREAM, "MAXLEN", "~", str(CHANGES_MAXLEN), "*", "event", change_entry(event))
 
 
 def text(value: bytes | str) -> str:

@@ -43,23 +43,19 @@ async def read_capped(request: web.Request, cap: int, timeout_s: float) -> bytes
     """Read the whole body, refusing to buffer more than `cap` bytes whatever Content-Length claims, and
     giving up on a sender that has not sent it all within `timeout_s` (a slowloris holds a slot)."""
     content = request.content
-    # Usually the whole body came with the headers: take it without arming a timer.
-    arrived = content.read_nowait(cap + 1)
-    if len(arrived) > cap:
+    # Usually the whole body came with the headers: it is taken without arming a timer.
+    chunks = [content.read_nowait(cap + 1)]
+    size = len(chunks[0])
+    if size <= cap and not content.at_eof():
+        try:
+            async with asyncio.timeout(timeout_s):
+                while size <= cap and (chunk := await content.read(cap + 1 - size)):
+                    chunks.append(chunk)
+                    size += len(chunk)
+        except TimeoutError:
+            raise BodyTimeout(f"the body was not received within {timeout_s:g} s") from None
+    if size > cap:
         raise TooLarge(f"body is over the {cap}-byte limit")
-    if content.at_eof():
-        return arrived
-    chunks = [arrived]
-    size = len(arrived)
-    try:
-        async with asyncio.timeout(timeout_s):
-            while chunk := await content.read(cap + 1 - size):
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > cap:
-                    raise TooLarge(f"body is over the {cap}-byte limit")
-    except TimeoutError:
-        raise BodyTimeout(f"the body was not received within {timeout_s:g} s") from None
     return b"".join(chunks)
 
 

@@ -5,22 +5,22 @@ endpoint that answers 202 without doing anything, both on this box, both driven 
                                  [--single 500] [--replicas 1 2] [--pin]
 
 Both servers run as subprocesses on loopback: the broker is the real `broker web` (create_app on a real
-port, one process, default settings and log level) over a throwaway redis-server with AOF on; the
+port, default settings and log level) over a throwaway redis-server with AOF on; the
 baseline is a one-route aiohttp app on the same event loop implementation that reads the body and answers
 202 JSON. The load generator (this process) is an aiohttp client keeping `--concurrency` connections busy
 with pre-signed, distinct deliveries (so none is a duplicate), identical for both. Rounds alternate
 bare/broker so both see the same background load; the ratio is the median of the per-round ratios.
 After the runs, every 202 of the broker is checked against Redis: its event record and its rq job.
+Also printed: CPU time per request of each process (server, Redis, generator), steadier than rates on a
+shared box, and the latency of the 202 on a single connection (no queueing). `--pin` puts the server on a
+CPU of its own and the generator and Redis on another (one process per server only). Performance is
+never asserted in tests; this prints figures only.
 
 Replicas: the web tier scales out by adding `broker web` processes (Deployment replicas, each with its own
 spool) on one Redis. `--replicas 1 2` measures both servers with one process, then both with two, each
 replica on its own port and the generator's connections spread evenly over them, as a Service spreads
 them over pods; the bare baseline always gets as many processes as the broker. The default is one
-replica, then one per CPU.
-Also printed: CPU time per request of each process (server, Redis, generator), steadier than rates on a
-shared box, and the latency of the 202 on a single connection (no queueing). `--pin` puts each server
-on a CPU of its own and the generator and Redis on another. Performance is never asserted in tests;
-this prints figures only."""
+process, then one per CPU."""
 
 from __future__ import annotations
 

@@ -20,14 +20,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 from handlers.models import Incoming
 
@@ -45,8 +47,21 @@ class SpoolEntry(BaseModel):
     event_ids: list[str]
     events: list[Incoming]
 
+    @field_validator("events", mode="before")
+    @classmethod
+    def _payload_as_json(cls, events: Any) -> Any:
+        """Spools written before payloads were kept as JSON text hold them as objects: still replayed."""
+        return [_with_payload_json(item) for item in events] if isinstance(events, list) else events
+
     def line(self) -> bytes:
         return self.model_dump_json().encode() + b"\n"
+
+
+def _with_payload_json(item: Any) -> Any:
+    if isinstance(item, dict) and "payload" in item and "payload_json" not in item:
+        fields = {key: value for key, value in item.items() if key != "payload"}
+        return {**fields, "payload_json": json.dumps(item["payload"])}
+    return item
 
 
 class SpoolFull(Exception):

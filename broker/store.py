@@ -69,7 +69,7 @@ def write_event(pipe: Any, event: Event, *, ttl_s: int | None, previous_status: 
     than the rest of the intake's Python."""
     command = pipe.execute_command
     expiry = ("KEEPTTL",) if ttl_s is None else ("EX", str(ttl_s))
-    command("SET", event_key(event.id), event.model_dump_json(), *expiry)
+    command("SET", event_key(event.id), event.record_json(), *expiry)
     if previous_status is None:
         keys = [index_key(field, value) for field in INDEXED_FIELDS if (value := getattr(event, field))]
         command("ZADD", ALL_INDEX, "0", event.id)

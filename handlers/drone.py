@@ -90,7 +90,7 @@ def parse(headers: Mapping[str, str], body: bytes) -> list[Incoming]:
                 repo=slug,
                 ignore_reason=f"Drone {name}{action} event: only build events are acted on",
                 headers=kept,
-                payload=payload,
+                payload_json=body.decode(),
             )
         ]
     hook_build = validate(DroneBuildWebhook, payload, "Drone build webhook")
@@ -109,6 +109,6 @@ def parse(headers: Mapping[str, str], body: bytes) -> list[Incoming]:
             build=BuildInfo(id=build.id, number=build.number, status=build.status, link=build.link or None),
             ignore_reason=_build_reason(build),
             headers=kept,
-            payload=payload,
+            payload_json=body.decode(),
         )
     ]

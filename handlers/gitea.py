@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 from urllib.parse import parse_qs
 
 from handlers._headers import header, media_type, pick, require_media_type, wire_bytes
-from handlers._payload import WireModel, body_sha256, load_object, validate
+from handlers._payload import WireModel, body_sha256, load_model, load_object
 from handlers.errors import PayloadError, SignatureError
 from handlers.models import Incoming, team_id
 
@@ -175,22 +175,23 @@ def _full_ref(ref: str, ref_type: str) -> str:
     return f"{prefix}{ref}" if prefix and not ref.startswith("refs/") else ref
 
 
-def _classify(event: str, payload: dict[str, Any]) -> _Fields:
+def _classify(event: str, raw: bytes) -> _Fields:
     if event == "push":
-        push = validate(GiteaPush, payload, "Gitea push payload")
+        push = load_model(GiteaPush, raw, "Gitea", "Gitea push payload")
         type_, commit, ignore = _push_fields(push)
         return _Fields(push.repository, type_, push.ref, commit, ignore)
     if event == "create":
-        create = validate(GiteaCreate, payload, "Gitea create payload")
+        create = load_model(GiteaCreate, raw, "Gitea", "Gitea create payload")
         reason = f"Gitea create of {create.ref_type[:20]} {create.ref[:200]!r}: the push event carries it"
         return _Fields(
             create.repository, "create", _full_ref(create.ref, create.ref_type), create.sha, reason
         )
     if event == "delete":
-        delete = validate(GiteaDelete, payload, "Gitea delete payload")
+        delete = load_model(GiteaDelete, raw, "Gitea", "Gitea delete payload")
         type_ = {"branch": "branch_delete", "tag": "tag_delete"}.get(delete.ref_type, "delete")
         return _Fields(delete.repository, type_, _full_ref(delete.ref, delete.ref_type), None, DELETED)
     # Other events are recorded for ops; their repository is best-effort (schemas vary per event).
+    payload = load_object(raw, "Gitea")
     try:
         repository = _MaybeRepository.model_validate(payload).repository
     except ValueError:
@@ -203,8 +204,7 @@ def parse(headers: Mapping[str, str], body: bytes) -> list[Incoming]:
     """The one event a verified Gitea delivery carries (ignored ones carry their reason)."""
     event = _event_name(headers)
     raw = json_bytes(headers, body)
-    payload = load_object(raw, "Gitea")
-    fields = _classify(event, payload)
+    fields = _classify(event, raw)
     delivery = (header(headers, "X-Gitea-Delivery") or header(headers, "X-Gogs-Delivery") or "").strip()
     keys = ([f"gitea:delivery:{delivery}"] if delivery else []) + [f"gitea:body:{body_sha256(raw)}"]
     return [
@@ -219,6 +219,6 @@ def parse(headers: Mapping[str, str], body: bytes) -> list[Incoming]:
             commit=fields.commit,
             ignore_reason=fields.ignore,
             headers=pick(headers, OPS_HEADERS),
-            payload=payload,
+            payload_json=raw.decode(),
         )
     ]

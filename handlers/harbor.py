@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hmac
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from handlers._headers import header, pick, require_media_type, wire_bytes
 from handlers._payload import WireModel, body_sha256, load_object, validate
@@ -182,7 +181,7 @@ def _events(
     keys: Sequence[tuple[str, ...]],
     delivery_id: str | None,
     headers: Mapping[str, str],
-    payload: dict[str, Any],
+    payload_json: str,
 ) -> list[Incoming]:
     """One Incoming per resource (one with no resource fields when there are none); `keys[i]` are
     the dedup keys of resource i."""
@@ -206,7 +205,7 @@ def _events(
                 digest=digest,
                 ignore_reason=_reason(broker_type, shown_type, resource),
                 headers=kept,
-                payload=payload,
+                payload_json=payload_json,
             )
         )
     return incoming
@@ -232,7 +231,7 @@ def parse(headers: Mapping[str, str], body: bytes) -> list[Incoming]:
             keys=[(f"harbor:ce:{ce.id}:{index}",) for index in range(count)],
             delivery_id=ce.id,
             headers=headers,
-            payload=payload,
+            payload_json=body.decode(),
         )
     event = validate(HarborDefault, payload, "Harbor payload")
     resources = (event.event_data.resources if event.event_data else None) or []
@@ -247,5 +246,5 @@ def parse(headers: Mapping[str, str], body: bytes) -> list[Incoming]:
         keys=keys,
         delivery_id=None,
         headers=headers,
-        payload=payload,
+        payload_json=body.decode(),
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from handlers.notices import Notice
 
@@ -54,14 +54,16 @@ class EventFields(BaseModel):
 
 class Incoming(EventFields):
     """One event extracted from one authentic delivery, before it has an id. A Harbor delivery with
-    several resources yields several. `dedup_keys`: the event is a duplicate if any key was seen."""
+    several resources yields several. `dedup_keys`: the event is a duplicate if any key was seen.
+    `payload_json`: the delivery's JSON object as it was sent (and parsed: it is well-formed), stored in
+    the record as it is rather than rebuilt from Python objects."""
 
     model_config = ConfigDict(frozen=True)
 
     dedup_keys: tuple[str, ...]
     ignore_reason: str | None = None
     headers: dict[str, str] = Field(default_factory=dict)
-    payload: dict[str, Any] = Field(default_factory=dict)
+    payload_json: str = "{}"
 
 
 class Action(BaseModel):
@@ -89,17 +91,19 @@ class Event(EventFields):
     actions: list[Action] = Field(default_factory=list)
     deployment_id: str | None = None
     updated_at: datetime | None = None
-    # Last, so a reader of the JSON sees the decisions before the (large) body.
+    # Last, so a reader of the JSON sees the decisions before the (large) body; and `record_json` relies
+    # on `payload` closing the record.
     headers: dict[str, str] = Field(default_factory=dict)
     payload: dict[str, Any] = Field(default_factory=dict)
+    # A new event's payload as the sender's JSON text, while `payload` is left empty (see record_json).
+    _payload_json: str | None = PrivateAttr(default=None)
 
     @classmethod
     def from_incoming(cls, incoming: Incoming, *, event_id: str, received_at: datetime) -> Event:
         # Validated construction on purpose: a model_construct'ed Event serialises ~3x slower, and the
-        # intake serialises every event twice. The fields are handed over as they are (no model_dump):
-        # validation then copies the payload's top level only, where a dump would copy all of it.
+        # intake serialises every event twice. The fields are handed over as they are (no model_dump).
         fields = {name: getattr(incoming, name) for name in _CARRIED_FIELDS}
-        return cls(
+        event = cls(
             id=event_id,
             received_at=received_at,
             updated_at=received_at,
@@ -107,9 +111,19 @@ class Event(EventFields):
             reason=incoming.ignore_reason,
             **fields,
         )
+        event._payload_json = incoming.payload_json
+        return event
+
+    def record_json(self) -> str:
+        """The stored record. A new event's payload goes in as the sender's own JSON: the intake never
+        turns it into Python objects and back (a reader of the record gets it as `payload`, as ever)."""
+        if self._payload_json is None:
+            return self.model_dump_json()
+        head = self.model_dump_json(exclude={"payload"})
+        return f'{head[:-1]},"payload":{self._payload_json}}}'
 
 
-_CARRIED_FIELDS = (*EventFields.model_fields, "headers", "payload")
+_CARRIED_FIELDS = (*EventFields.model_fields, "headers")
 
 
 class Outcome(BaseModel):

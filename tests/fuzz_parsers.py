@@ -12,6 +12,7 @@ atheris is not installed."""
 
 from __future__ import annotations
 
+import json
 import sys
 from datetime import UTC, datetime
 
@@ -80,9 +81,10 @@ def exercise(source: str, headers: dict[str, str], body: bytes) -> None:
     at = datetime.fromtimestamp(NOW, UTC)
     for offset, item in enumerate(events):
         try:
-            Event.from_incoming(
+            record = Event.from_incoming(
                 item, event_id=f"01J0000000000000000000{offset:04d}", received_at=at
-            ).model_dump_json()
+            ).record_json()
+            assert Event.model_validate_json(record).payload == json.loads(item.payload_json)
             SpoolEntry(received_at=at, event_ids=["x"], events=[item]).line()
         except PydanticSerializationError:
             pass  # answered 400 by the web layer

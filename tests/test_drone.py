@@ -234,7 +234,7 @@ def test_final_build_is_actionable(status: str) -> None:
     )
     link = json.loads(drone_build())["build"]["link"]
     assert incoming.build == BuildInfo(id=555, number=31, status=status, link=link)
-    assert incoming.payload == json.loads(body)
+    assert json.loads(incoming.payload_json) == json.loads(body)
 
 
 @pytest.mark.parametrize("status", ["pending", "running", "blocked", "waiting_on_dependencies"])

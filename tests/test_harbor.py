@@ -203,7 +203,7 @@ def test_parse(case: ParseCase) -> None:
     assert (incoming.source, incoming.type) == ("harbor", case.type)
     assert (incoming.image, incoming.tag, incoming.digest) == (case.image, case.tag, case.digest)
     assert (incoming.team, incoming.repo) == (case.team, case.repo)
-    assert incoming.payload == json.loads(case.body)
+    assert json.loads(incoming.payload_json) == json.loads(case.body)
     assert "Authorization" not in incoming.headers
     if case.actionable:
         assert incoming.ignore_reason is None

@@ -42,6 +42,22 @@ async def test_gitea_push_is_durably_queued_and_readable(client, sync_redis):
     assert "X-Gitea-Signature" not in record["headers"] and "x-gitea-signature" not in record["headers"]
 
 
+@pytest.mark.parametrize(
+    "message",
+    ["plain commit\n", "handle NaN and -Infinity in the parser\n"],  # the second takes the strict parse
+)
+async def test_the_record_keeps_the_payload_as_sent(client, sync_redis, message):
+    # Pretty-printed as Gitea sends it: the record embeds these very bytes, and reads back as the object.
+    body = json.dumps(json.loads(payloads.gitea_push(message=message)), indent=2).encode()
+    resp = await post(client, "gitea", body, gitea_headers(body, GITEA_SECRET))
+    assert resp.status == 202
+    event_id = (await resp.json())["event_id"]
+    stored = sync_redis.get(f"broker:event:{event_id}").decode()
+    assert stored.endswith(f',"payload":{body.decode()}}}')
+    got = await client.get(f"/api/v1/events/{event_id}", headers=admin_headers())
+    assert (await got.json())["payload"] == json.loads(body)
+
+
 async def test_gitea_redelivery_and_manual_replay_are_duplicates(client, sync_redis):
     body = payloads.gitea_push()
     first = await (

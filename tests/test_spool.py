@@ -5,6 +5,7 @@ a restart or a crash mid-replay neither losing nor doubling anything, torn and c
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import time
 from datetime import UTC, datetime
@@ -214,6 +215,18 @@ async def test_torn_tail_skipped_and_corrupt_line_set_aside(settings, own_redis,
     assert queued_event_ids(own_redis) == [good[0].event_ids[0], good[1].event_ids[0]]
     assert (directory / "rejected.jsonl").read_bytes() == b'{"not": "an entry"}\n'
     assert list(directory.glob("segment-*")) == []
+
+
+def test_a_spool_line_from_before_payloads_were_kept_as_text_still_reads():
+    entry = spool_entry(7)
+    legacy = json.loads(entry.line())
+    for item in legacy["events"]:
+        item["payload"] = json.loads(item.pop("payload_json"))
+    read = SpoolEntry.model_validate_json(json.dumps(legacy))
+    assert read.event_ids == entry.event_ids
+    [old], [new] = read.events, entry.events
+    assert json.loads(old.payload_json) == json.loads(new.payload_json)
+    assert old.model_dump(exclude={"payload_json"}) == new.model_dump(exclude={"payload_json"})
 
 
 def test_one_process_per_spool_directory(settings, tmp_path):

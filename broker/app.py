@@ -24,13 +24,12 @@ MIN_REDIS_VERSION = (5, 0, 0)  # what rq assumes when Redis cannot be asked at s
 
 def store_redis(settings: Settings) -> aredis.Redis:
     """The event store's client: short socket timeouts and one quick retry (the intake also puts one
-    deadline on the whole call, see broker/spool_drain.py), so a Redis that is down or hung costs a
-    webhook at most BROKER_REDIS_TIMEOUT_S before it goes to the spool. Blocking reads such as the change
-    stream's XREAD use the other client, whose socket has no timeout."""
+    deadline on each whole call, see broker/store_accept.py), so a Redis that is down or hung costs a
+    webhook about BROKER_REDIS_TIMEOUT_S (two at most) before it goes to the spool. Blocking reads such as
+    the change stream's XREAD use the other client, whose socket has no timeout."""
     assert settings.redis_url
     return async_redis(
         settings.redis_url,
-        health_check_interval=30,
         socket_timeout=settings.redis_timeout_s,
         socket_connect_timeout=settings.redis_timeout_s,
         retry=RedisRetry(ExponentialWithJitterBackoff(base=0.01, cap=0.05), retries=1),

@@ -25,6 +25,8 @@ from rq.utils import utcformat, utcparse
 
 from broker.store_accept import CommandRecorder
 
+EVENT_JOB_TIMEOUT_S = 600
+
 # Two (event id, job id suffix) pairs no real id can contain: ULIDs never hold I, L, O or U, and the
 # suffixes are hex.
 _SENTINELS = (("EVENTIDLOUEVENTIDLOU", "SUFFIXLOUSUFFIXLOU"), ("EVENTIDUOLEVENTIDUOL", "SUFFIXUOLSUFFIXUOL"))
@@ -100,7 +102,7 @@ def _record(
         func,
         args=(event_id,),
         job_id=f"event-{event_id}-{suffix}",
-        timeout=600,
+        timeout=EVENT_JOB_TIMEOUT_S,
         retry=retry,
         on_failure=Callback(on_failure) if on_failure else None,
     )

@@ -57,22 +57,23 @@ class RedisLink:
     """What the web tier believes about Redis right now."""
 
     def __init__(self) -> None:
-        self.up = True
         self.error: str | None = None
         self.down_since: float | None = None
+
+    @property
+    def up(self) -> bool:
+        return self.error is None
 
     def lost(self, exc: BaseException) -> None:
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__} (no answer in time)"
         if self.up:
             log.error("Redis unreachable (%s): spooling webhooks locally until it answers", reason)
             self.down_since = time.monotonic()
-        self.up = False
         self.error = reason
 
     def restored(self) -> None:
         if not self.up:
             log.warning("Redis answers again after %.1f s", time.monotonic() - (self.down_since or 0))
-        self.up = True
         self.error = None
         self.down_since = None
 
@@ -93,7 +94,7 @@ class Intake:
         if self.link.up:
             try:
                 # Within the store's deadline for Redis (see AcceptBatcher).
-                accepted = await self.store.accept(incoming, now=received_at, event_ids=ids)
+                accepted = await self.store.accept(incoming, received_at=received_at, event_ids=ids)
                 return Persisted(accepted, spooled=False)
             except (RedisError, TimeoutError) as exc:
                 metrics.REDIS_ERRORS.labels("intake").inc()
@@ -116,7 +117,7 @@ class Intake:
                 self.settings.spool_retry_after_s,
             ) from None
         metrics.SPOOL.labels("spooled").inc()
-        statuses = ["ignored" if item.ignore_reason else "queued" for item in incoming]
+        statuses: list[str] = [item.initial_status for item in incoming]
         return Persisted(Accepted(event_ids=ids, statuses=statuses), spooled=True)
 
     def readiness(self) -> tuple[int, dict[str, Any]]:
@@ -179,16 +180,12 @@ class Intake:
                 outcomes = await asyncio.gather(
                     *(self._replay(line) for line in chunk), return_exceptions=True
                 )
-                done = 0
-                for outcome in outcomes:
-                    if isinstance(outcome, BaseException):
-                        break
-                    done += 1
+                failure = next((o for o in outcomes if isinstance(o, BaseException)), None)
+                done = len(chunk) if failure is None else outcomes.index(failure)
                 if done:
                     await asyncio.to_thread(self.journal.record_offset, segment, chunk[done - 1].end)
                     replayed += done
-                if done < len(chunk):
-                    failure = next(o for o in outcomes if isinstance(o, BaseException))
+                if failure is not None:
                     raise failure
             if read.torn_tail:
                 log.warning(
@@ -207,7 +204,9 @@ class Intake:
             )
             metrics.SPOOL.labels("rejected").inc()
             return
-        accepted = await self.store.accept(entry.events, now=entry.received_at, event_ids=entry.event_ids)
+        accepted = await self.store.accept(
+            entry.events, received_at=entry.received_at, event_ids=entry.event_ids
+        )
         if accepted.duplicate_of is None:
             metrics.SPOOL.labels("replayed").inc()
         elif accepted.duplicate_of == entry.event_ids[0]:

@@ -154,16 +154,16 @@ class EventStore:
         self,
         incoming: Sequence[Incoming],
         *,
-        now: datetime | None = None,
-        event_ids: Sequence[str] | None = None,
+        received_at: datetime,
+        event_ids: Sequence[str],
     ) -> Accepted:
         """Persist a delivery's events, log entries and jobs atomically, unless any dedup key was seen.
         The writes are composed here and applied by one script call (broker/store_accept.py) that checks
-        the dedup keys first, so two racing copies of one delivery settle on one event. `event_ids` are
-        given when the ids were assigned earlier (the spool does); if the first is already stored, this
-        delivery was persisted before (a re-drain) and the answer is a duplicate of itself."""
-        received_at = now or datetime.now(UTC)
-        ids = list(event_ids) if event_ids else assign_event_ids(received_at, len(incoming))
+        the dedup keys first, so two racing copies of one delivery settle on one event. The ids are
+        assigned before (the answer names them even when the delivery goes to the spool); if the first is
+        already stored, this delivery was persisted before (a re-drain) and the answer is a duplicate of
+        itself."""
+        ids = list(event_ids)
         recorder = CommandRecorder()
         events = self._queue_writes(recorder, incoming, received_at, ids)
         dedup_keys = [DEDUP_KEY.format(key=k) for item in incoming for k in item.dedup_keys]

@@ -13,7 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import redis
 from rq.worker import BaseWorker as Worker
 
-JOB_TIMEOUT_S = 600  # the timeout every event job is enqueued with (broker/store.py)
+from broker.job_template import EVENT_JOB_TIMEOUT_S
+
 GRACE_S = 120
 
 
@@ -28,7 +29,7 @@ def heartbeat_age(worker: Worker, now: datetime | None = None) -> float | None:
 
 def liveness(worker: Worker, siblings_alive: Callable[[], bool]) -> tuple[int, dict[str, object]]:
     age = heartbeat_age(worker)
-    limit = max(worker.worker_ttl, JOB_TIMEOUT_S) + GRACE_S
+    limit = max(worker.worker_ttl, EVENT_JOB_TIMEOUT_S) + GRACE_S
     if not siblings_alive():
         return 503, {"status": "unhealthy", "reason": "a sibling worker process exited"}
     if age is not None and age > limit:

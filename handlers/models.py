@@ -65,6 +65,10 @@ class Incoming(EventFields):
     headers: dict[str, str] = Field(default_factory=dict)
     payload_json: str = "{}"
 
+    @property
+    def initial_status(self) -> EventStatus:
+        return "ignored" if self.ignore_reason is not None else "queued"
+
 
 class Action(BaseModel):
     """One decision or side effect recorded on an event: what was considered (`target`), what the
@@ -107,7 +111,7 @@ class Event(EventFields):
             id=event_id,
             received_at=received_at,
             updated_at=received_at,
-            status="ignored" if incoming.ignore_reason is not None else "queued",
+            status=incoming.initial_status,
             reason=incoming.ignore_reason,
             **fields,
         )

@@ -59,6 +59,11 @@ async def read_capped(request: web.Request, cap: int, timeout_s: float) -> bytes
     return b"".join(chunks)
 
 
+def check_declared_size(request: web.Request, cap: int) -> None:
+    if request.content_length is not None and request.content_length > cap:
+        raise TooLarge(f"body of {request.content_length} bytes is over the {cap}-byte limit")
+
+
 def check_encoding(headers: Mapping[str, str]) -> None:
     # Compressed bodies are refused outright: no sender needs them and they invite decompression bombs.
     encoding = headers.get("Content-Encoding", "identity").strip().lower()
@@ -70,10 +75,7 @@ async def authentic_events(
     request: web.Request, source: str, settings: Settings, secret: str
 ) -> list[Incoming]:
     sender = SENDERS[source]
-    if request.content_length is not None and request.content_length > settings.max_body_bytes:
-        raise TooLarge(
-            f"body of {request.content_length} bytes is over the {settings.max_body_bytes}-byte limit"
-        )
+    check_declared_size(request, settings.max_body_bytes)
     # Before reading: aiohttp would otherwise inflate a compressed body while we read it.
     check_encoding(request.headers)
     body = await read_capped(request, settings.max_body_bytes, settings.body_read_timeout_s)
@@ -104,11 +106,10 @@ async def expect_continue(request: web.Request) -> web.StreamResponse | None:
     gets a JSON 417 (aiohttp's own is text/plain: expect handlers run outside the error middleware)."""
     if request.headers.get("Expect", "").strip().lower() != "100-continue":
         return web.json_response({"error": "only 'Expect: 100-continue' is understood"}, status=417)
-    cap = request.app[keys.SETTINGS].max_body_bytes
-    if request.content_length is not None and request.content_length > cap:
-        return web.json_response(
-            {"error": f"body of {request.content_length} bytes is over the {cap}-byte limit"}, status=413
-        )
+    try:
+        check_declared_size(request, request.app[keys.SETTINGS].max_body_bytes)
+    except TooLarge as exc:
+        return web.json_response({"error": exc.message}, status=exc.status)
     await _default_expect_handler(request)
     return None
 

@@ -25,6 +25,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from broker.store import text
 from handlers.models import Event
 
 log = logging.getLogger(__name__)
@@ -186,11 +187,6 @@ def record_sync(client: redis.Redis, mode: str, result: str, *, via: str = "k8s"
     _run(client, lambda pipe: inc(pipe, SYNCS, mode, via, result))
 
 
-def record_delivery(client: redis.Redis, kind: str, result: str) -> None:
-    """kind: the notice kind (deployment.succeeded, sync.started, ...); result: succeeded, retrying, dead."""
-    _run(client, lambda pipe: inc(pipe, DELIVERIES, kind, result))
-
-
 def set_catalog_size(client: redis.Redis, sizes: Mapping[str, int]) -> None:
     """Gauge values by kind, last writer wins (every worker watches the same catalog)."""
     if sizes:
@@ -224,9 +220,6 @@ class ClusterSnapshot:
 
 
 def decode_hash(raw: Mapping[Any, Any]) -> dict[str, str]:
-    def text(value: Any) -> str:
-        return value.decode() if isinstance(value, bytes) else str(value)
-
     return {text(k): text(v) for k, v in raw.items()}
 
 
@@ -289,19 +282,21 @@ def _queue_families(queues: list[QueueStats]) -> Iterator[Metric]:
     yield from (depth, age, scheduled, started, failed)
 
 
+_SIMPLE_FAMILIES: dict[str, type[CounterMetricFamily] | type[GaugeMetricFamily]] = {
+    "counter": CounterMetricFamily,
+    "gauge": GaugeMetricFamily,
+}
+
+
 def _family(metric: ClusterMetric, fields: dict[str, str]) -> Metric:
     help_text = metric.help + CLUSTER_NOTE
     labels = list(metric.labels)
-    if metric.kind == "counter":
-        counter = CounterMetricFamily(metric.name, help_text, labels=labels)
+    simple = _SIMPLE_FAMILIES.get(metric.kind)
+    if simple is not None:
+        family = simple(metric.name, help_text, labels=labels)
         for key, value in sorted(fields.items()):
-            counter.add_metric(key.split(_SEP), float(value))
-        return counter
-    if metric.kind == "gauge":
-        gauge = GaugeMetricFamily(metric.name, help_text, labels=labels)
-        for key, value in sorted(fields.items()):
-            gauge.add_metric(key.split(_SEP), float(value))
-        return gauge
+            family.add_metric(key.split(_SEP), float(value))
+        return family
     histogram = HistogramMetricFamily(metric.name, help_text, labels=labels)
     for label_key, (counts, total) in sorted(_histogram_series(metric, fields).items()):
         cumulative, buckets = 0.0, []

@@ -17,8 +17,10 @@ from urllib.parse import urlsplit, urlunsplit
 import aiohttp
 import redis
 
+from broker.ops_format import use_color
 from broker.queue import sync_redis
 from broker.settings import Settings
+from handlers.senders import SENDERS
 
 IU_ANNOTATION = "argocd-image-updater.argoproj.io/"
 ESC = "\x1b"
@@ -73,7 +75,8 @@ def check_settings(settings: Settings, report: Report) -> None:
             f"BROKER_REDIS_URL is not set: `broker run` starts an embedded Redis under {settings.data_dir}; "
             "`broker web` and `broker worker` refuse to start",
         )
-    for source, name in (("gitea", "GITEA_SECRET"), ("drone", "DRONE_SECRET"), ("harbor", "HARBOR_AUTH")):
+    for source, sender in SENDERS.items():
+        name = sender.secret_setting.upper()
         if settings.secret_for(source):
             report.add("ok", area, f"BROKER_{name} is set: /hooks/{source} is enabled")
         else:
@@ -118,8 +121,7 @@ def check_redis(settings: Settings, report: Report) -> None:
             area,
             f"reachable at {mask_url(settings.redis_url)} (Redis {version}, ping {latency_ms:.1f} ms)",
         )
-        names = [n for n in (settings.queue_name, settings.notify_queue_name) if n]
-        queues = [Queue(name, connection=client) for name in names]
+        queues = [Queue(name, connection=client) for name in settings.queue_names()]
         depths = ", ".join(f"{q.name} {q.count} waiting" for q in queues)
         workers = {w.name for q in queues for w in Worker.all(queue=q)}
         report.add("ok", area, f"queues: {depths}")
@@ -240,5 +242,5 @@ def run_checks(settings: Settings) -> Report:
 
 def check_cmd(args: argparse.Namespace, settings: Settings) -> int:
     report = run_checks(settings)
-    sys.stdout.write(report.render(color=sys.stdout.isatty() and not os.environ.get("NO_COLOR")))
+    sys.stdout.write(report.render(color=use_color(sys.stdout)))
     return report.exit_code(strict=args.strict)

@@ -17,7 +17,7 @@ from typing import Any, TextIO
 
 import aiohttp
 
-from broker.ops_format import event_row, event_table, show_event
+from broker.ops_format import event_row, event_table, show_event, use_color
 from broker.settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -31,12 +31,12 @@ class CliError(Exception):
 
 
 class OpsClient:
-    def __init__(self, url: str, token: str | None, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, url: str, token: str | None) -> None:
         if not token:
             raise CliError("no token: set BROKER_TOKEN (or BROKER_ADMIN_TOKEN) to an admin or team token")
         self.url = url.rstrip("/")
         self.headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-        self.timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self.timeout = aiohttp.ClientTimeout(total=30.0)
         self.session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> OpsClient:
@@ -49,7 +49,7 @@ class OpsClient:
 
     async def call(self, method: str, path: str, params: dict[str, Any] | None = None) -> Any:
         assert self.session, "use OpsClient as an async context manager"
-        query = {k: str(v) for k, v in (params or {}).items() if v not in (None, "")}
+        query = _query(params)
         try:
             async with self.session.request(method, self.url + path, params=query) as resp:
                 try:
@@ -69,7 +69,7 @@ class OpsClient:
         """The SSE live tail, reconnecting with Last-Event-ID after a dropped connection."""
         assert self.session
         last_id: str | None = None
-        query = {k: str(v) for k, v in params.items() if v not in (None, "")}
+        query = _query(params)
         while True:
             headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last_id} if last_id else {})}
             try:
@@ -87,6 +87,11 @@ class OpsClient:
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError) as exc:
                 print(f"stream interrupted ({exc.__class__.__name__}); reconnecting…", file=sys.stderr)
                 await asyncio.sleep(1)
+
+
+def _query(params: dict[str, Any] | None) -> dict[str, str]:
+    """Query parameters as strings, leaving out the unset (None or empty) ones."""
+    return {k: str(v) for k, v in (params or {}).items() if v not in (None, "")}
 
 
 class HttpError(CliError):
@@ -148,16 +153,16 @@ async def events_cmd(args: argparse.Namespace, out: TextIO) -> int:
             out.write("\n")
             return 0
         if not args.follow:
-            out.write(event_table(items, color=_color(out)))
+            out.write(event_table(items, color=use_color(out)))
             if cursor and len(items) >= args.limit:
                 out.write(f"… more: --cursor {cursor}\n")
             return 0
         # A tail reads oldest to newest, then every change as it happens (one line per status change).
-        out.write(event_table(list(reversed(items)), color=_color(out)))
+        out.write(event_table(list(reversed(items)), color=use_color(out)))
         out.flush()
         live = {k: v for k, v in filters_from(args).items() if k != "since"}
         async for change in client.changes(live):
-            line = json.dumps(change) if args.json else event_row(change, color=_color(out))
+            line = json.dumps(change) if args.json else event_row(change, color=use_color(out))
             out.write(line + "\n")
             out.flush()
     return 0
@@ -170,7 +175,7 @@ async def event_cmd(args: argparse.Namespace, out: TextIO) -> int:
         json.dump(event, out, indent=2)
         out.write("\n")
     else:
-        out.write(show_event(event, payload=args.payload, color=_color(out)))
+        out.write(show_event(event, payload=args.payload, color=use_color(out)))
     return 0
 
 
@@ -194,7 +199,7 @@ async def deadletter_cmd(args: argparse.Namespace, out: TextIO) -> int:
             items, _ = await fetch_events(client, filters, args.limit)
             health = await client.call("GET", "/api/v1/ops/health")
             total = health["events"]["by_status"].get("dead", len(items))
-            out.write(event_table(items, color=_color(out)))
+            out.write(event_table(items, color=use_color(out)))
             out.write(f"{total} dead event{'s' if total != 1 else ''}")
             out.write(f" (showing {len(items)})\n" if total > len(items) else "\n")
             return 0
@@ -255,10 +260,6 @@ def _progress_printer(stream: TextIO, total: int) -> Callable[..., None]:
         stream.flush()
 
     return report
-
-
-def _color(out: TextIO) -> bool:
-    return out.isatty() and not os.environ.get("NO_COLOR")
 
 
 def _runner(command: Callable[[argparse.Namespace, TextIO], Any]) -> Callable[..., int]:

@@ -4,10 +4,11 @@ Pure functions from the API's JSON to text, so they are tested without a termina
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 from datetime import datetime
-from typing import Any
+from typing import Any, TextIO
 
 STATUS_COLORS = {
     "queued": "34",
@@ -20,6 +21,11 @@ STATUS_COLORS = {
 COLUMNS = ("RECEIVED", "ID", "SOURCE", "TYPE", "TEAM", "REPO", "SUBJECT", "STATUS", "REASON")
 FIXED = {"RECEIVED": 19, "ID": 26, "SOURCE": 6, "TYPE": 15, "TEAM": 12, "STATUS": 10}
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def use_color(out: TextIO) -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set."""
+    return out.isatty() and not os.environ.get("NO_COLOR")
 
 
 def clean(value: Any) -> str:
@@ -105,12 +111,10 @@ def event_table(events: list[dict[str, Any]], *, color: bool = False, width: int
     return "\n".join(lines) + "\n"
 
 
-def event_row(event: dict[str, Any], *, color: bool = False, width: int | None = None) -> str:
+def event_row(event: dict[str, Any], *, color: bool = False) -> str:
     """One change in a live tail, laid out like a table row."""
     row = _cells(event)
-    return _line(
-        row, _widths([row], width or shutil.get_terminal_size((160, 24)).columns), row["STATUS"], color
-    )
+    return _line(row, _widths([row], shutil.get_terminal_size((160, 24)).columns), row["STATUS"], color)
 
 
 def show_event(event: dict[str, Any], *, payload: bool = False, color: bool = False) -> str:

@@ -131,6 +131,10 @@ class Settings(BaseSettings):
             return {alias.strip().lower(): host.strip().lower() for alias, host in pairs}
         return value
 
+    def queue_names(self) -> list[str]:
+        """The rq queues the broker uses (events, then notifications), leaving out any configured empty."""
+        return [name for name in (self.queue_name, self.notify_queue_name) if name]
+
     def secret_for(self, source: str) -> str | None:
         """The sender's secret, or None when unset or empty (its endpoint is then disabled)."""
         secret: SecretStr | None = getattr(self, SENDERS[source].secret_setting)

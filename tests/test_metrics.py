@@ -168,8 +168,10 @@ async def test_worker_side_helpers_reach_the_web_scrape(client, sync_redis):
     metrics.record_writeback(sync_redis, "argocd", "conflict")
     metrics.record_sync(sync_redis, "sync", "requested")
     metrics.record_sync(sync_redis, "refresh", "error", via="rest")
-    metrics.record_delivery(sync_redis, "deployment.succeeded", "succeeded")
-    metrics.record_delivery(sync_redis, "sync.started", "dead")
+    with sync_redis.pipeline() as pipe:
+        metrics.inc(pipe, metrics.DELIVERIES, "deployment.succeeded", "succeeded")
+        metrics.inc(pipe, metrics.DELIVERIES, "sync.started", "dead")
+        pipe.execute()
     metrics.set_catalog_size(sync_redis, {"applications": 12, "imageupdaters": 2})
     metrics.set_catalog_size(sync_redis, {"applications": 11})  # a gauge: the last value wins
     samples = await scrape(client)

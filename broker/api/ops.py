@@ -27,7 +27,7 @@ from broker import keys, metrics
 from broker.api.auth import authenticate, bearer_token
 from broker.api.errors import json_error
 from broker.settings import Settings
-from broker.store import ALL_INDEX, index_key
+from broker.store import ALL_INDEX, index_key, text
 from handlers.models import EventStatus
 
 routes = web.RouteTableDef()
@@ -36,19 +36,11 @@ STATUSES: tuple[str, ...] = get_args(EventStatus)
 SCRATCH_KEY = "broker:ops:scratch:{id}"
 
 
-def queue_names(settings: Settings) -> list[str]:
-    return [name for name in (settings.queue_name, settings.notify_queue_name) if name]
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _age(stamp: Any, now: float) -> float | None:
     if not stamp:
         return None
     try:
-        return max(0.0, now - utcparse(_text(stamp)).timestamp())
+        return max(0.0, now - utcparse(text(stamp)).timestamp())
     except ValueError:
         return None
 
@@ -64,7 +56,7 @@ async def read_queue(client: aredis.Redis, name: str, now: float) -> metrics.Que
         depth, head, scheduled, started, failed = await pipe.execute()
     oldest = None
     if head:
-        oldest = _age(await client.hget(Job.key_for(_text(head)), "enqueued_at"), now)
+        oldest = _age(await client.hget(Job.key_for(text(head)), "enqueued_at"), now)
     return metrics.QueueStats(
         name=name,
         depth=int(depth),
@@ -81,7 +73,7 @@ async def read_workers(client: aredis.Redis, names: list[str], now: float) -> li
     async with client.pipeline(transaction=False) as pipe:
         for name in names:
             pipe.smembers(WORKERS_BY_QUEUE_KEY % name)
-        registered = sorted({_text(k) for members in await pipe.execute() for k in members})
+        registered = sorted({text(k) for members in await pipe.execute() for k in members})
     if not registered:
         return []
     async with client.pipeline(transaction=False) as pipe:
@@ -134,7 +126,7 @@ async def read_status_counts(client: aredis.Redis, team: str | None) -> tuple[di
 
 async def read_snapshot(client: aredis.Redis, settings: Settings, team: str | None = None) -> dict[str, Any]:
     now = time.time()
-    names = queue_names(settings)
+    names = settings.queue_names()
     queues = [await read_queue(client, name, now) for name in names]
     workers = await read_workers(client, names, now)
     by_status, total = await read_status_counts(client, team)

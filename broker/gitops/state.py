@@ -18,6 +18,7 @@ import redis
 from rq import get_current_job
 
 from broker.errors import TransientError
+from broker.store import text
 from handlers.image_strategies import Candidate
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ class GitOpsState:
 
     def progress(self, event_id: str, app: str) -> dict[str, Any]:
         raw = self.redis.hgetall(PROGRESS_KEY.format(event=event_id, app=app))
-        return {_text(k): json.loads(v) for k, v in raw.items()}
+        return {text(k): json.loads(v) for k, v in raw.items()}
 
     def mark(self, event_id: str, app: str, stage: str, value: Any) -> None:
         key = PROGRESS_KEY.format(event=event_id, app=app)
@@ -157,7 +158,7 @@ class GitOpsState:
 
     def follows(self, event_id: str, app: str, token: str) -> bool:
         raw = self.redis.get(FOLLOW_KEY.format(event=event_id, app=app))
-        return raw is not None and _text(raw) == token
+        return raw is not None and text(raw) == token
 
     def applied(self, app: str, alias: str) -> dict[str, Any] | None:
         raw = self.redis.hget(APPLIED_KEY.format(app=app), alias)
@@ -168,13 +169,9 @@ class GitOpsState:
         self.redis.hset(key, alias, json.dumps({**asdict(candidate), "value": value}))
 
 
-def _text(raw: bytes | str) -> str:
-    return raw.decode() if isinstance(raw, bytes) else raw
-
-
 def _decode_pairs(raw: list[Any]) -> dict[str, list[Candidate]]:
     group: dict[str, list[Candidate]] = {}
     for field, value in zip(raw[::2], raw[1::2], strict=True):
-        alias = _text(field).split("|", 1)[1]
+        alias = text(field).split("|", 1)[1]
         group.setdefault(alias, []).append(Candidate(**json.loads(value)))
     return group

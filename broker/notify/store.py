@@ -18,6 +18,7 @@ from pydantic import BaseModel
 from redis.client import Pipeline
 
 from broker.notify.models import Attempt, Delivery, Health, Subscription
+from broker.store import text
 from handlers.notices import Notice
 
 SUB_KEY = "broker:notify:sub:{id}"
@@ -74,15 +75,11 @@ def encode(values: Mapping[str, Any]) -> HashFields:
 def decode(cls: type[M], raw: Mapping[bytes | str, bytes | str]) -> M | None:
     if not raw:
         return None
-    return cls.model_validate({_text(k): json.loads(v) for k, v in raw.items()})
+    return cls.model_validate({text(k): json.loads(v) for k, v in raw.items()})
 
 
 def dump(model: BaseModel, *fields: str) -> HashFields:
     return encode(model.model_dump(mode="json", include=set(fields) or None))
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 def notice_digest(notice: Notice) -> str:
@@ -115,7 +112,7 @@ class NotifyStore:
     def subscriptions(self, team: str | None = None) -> list[Subscription]:
         """One team's subscriptions, or every team's (team None), oldest first."""
         key = ALL_SUBS_KEY if team is None else TEAM_SUBS_KEY.format(team=team)
-        ids = sorted(_text(i) for i in self.redis.smembers(key))
+        ids = sorted(text(i) for i in self.redis.smembers(key))
         with self.redis.pipeline(transaction=False) as pipe:
             for sub_id in ids:
                 pipe.hgetall(SUB_KEY.format(id=sub_id))
@@ -194,7 +191,7 @@ class NotifyStore:
                 json.dumps(notice.kind), json.dumps(notice.summary), json.dumps(now.isoformat()),
             ],
         )  # fmt: skip
-        return _text(result) if result else None
+        return text(result) if result else None
 
     def close_fold(self, delivery: Delivery) -> None:
         if delivery.folding and delivery.app is not None:
@@ -267,7 +264,7 @@ class NotifyStore:
         found: list[Delivery] = []
         upper = f"({cursor}" if cursor else "+"
         while len(found) < limit:
-            ids = [_text(i) for i in self.redis.zrevrangebylex(index, upper, "-", start=0, num=limit)]
+            ids = [text(i) for i in self.redis.zrevrangebylex(index, upper, "-", start=0, num=limit)]
             if not ids:
                 return found, None
             with self.redis.pipeline(transaction=False) as pipe:

@@ -26,7 +26,7 @@ function replayButton(ev) {
 }
 
 export function deadLetterView(ctx, root) {
-  const table = new EventTable({ onOpen: ctx.openEvent, rowAction: replayButton, actionLabel: "" });
+  const table = new EventTable({ onOpen: ctx.openEvent, rowAction: replayButton });
   table.empty.textContent = "No dead events. Everything the broker accepted was processed.";
   const status = h("div", { class: "status-line" });
   const live = liveBadge();

@@ -3,7 +3,7 @@
 
 import { api, liveTail } from "./api.js";
 import { button, externalLink, fmtTime, h, message, pill, shortDigest, shortSha, teamLabel, timeAgo } from "./dom.js";
-import { liveBadge } from "./events.js";
+import { liveBadge, normaliseTeam } from "./events.js";
 
 const PAGE = 20;
 const BUILD_FAILED = new Set(["failure", "killed", "error", "declined"]);
@@ -149,7 +149,7 @@ export function deploymentsView(ctx, root, params) {
     try {
       const dep = await api(`/api/v1/deployments/${encodeURIComponent(id)}`);
       const wanted = (!filters.app || (dep.apps && filters.app in dep.apps)) &&
-        (!filters.team || dep.team === filters.team.replace(/^team-/, ""));
+        (!filters.team || dep.team === normaliseTeam(filters.team));
       if (alive && wanted) {
         place(dep);
         status.replaceChildren();

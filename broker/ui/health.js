@@ -4,6 +4,7 @@ import { api } from "./api.js";
 import { fmtDuration, fmtTime, h, message, pill, STATUSES } from "./dom.js";
 
 const REFRESH_MS = 5000;
+const STRIP_REFRESH_MS = 10000;
 
 function stat(label, value, tone = "", testid = null) {
   return h("div", { class: `stat ${tone}`.trim(), "data-testid": testid },
@@ -86,7 +87,9 @@ export function healthView(ctx, root) {
 
 // The always-visible summary in the top bar; the health view hands it each reading it makes too.
 export function healthStrip(el) {
-  const show = (data) => {
+  // When the health view last handed in a reading: while it polls, the strip skips its own request.
+  let lastShown = 0;
+  const paint = (data) => {
     const waiting = data.queues.reduce((n, q) => n + q.depth, 0);
     const dead = data.events.by_status.dead || 0;
     el.dataset.state = !data.workers.length || dead ? "warn" : "ok";
@@ -94,15 +97,20 @@ export function healthStrip(el) {
       h("span", { class: "dot" }), `Redis ok · ${data.workers.length} worker${data.workers.length === 1 ? "" : "s"} · ${waiting} waiting · `,
       h("a", { href: "#/dead", class: dead ? "bad-text" : "" }, `${dead} dead`));
   };
+  const show = (data) => {
+    lastShown = Date.now();
+    paint(data);
+  };
   const tick = async () => {
+    if (Date.now() - lastShown < STRIP_REFRESH_MS) return;
     try {
-      show(await api("/api/v1/ops/health"));
+      paint(await api("/api/v1/ops/health"));
     } catch {
       el.dataset.state = "bad";
       el.replaceChildren(h("span", { class: "dot" }), "broker unreachable");
     }
   };
   tick();
-  const timer = setInterval(tick, 10000);
+  const timer = setInterval(tick, STRIP_REFRESH_MS);
   return { show, stop: () => clearInterval(timer) };
 }

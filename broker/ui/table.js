@@ -6,12 +6,12 @@ import { eventSubject, h, pill, refreshTimes, sourceBadge, teamLabel, timeAgo } 
 const COLUMNS = ["Received", "Source", "Type", "Team", "Repository", "Subject", "Status", "Tries", "Reason"];
 
 export class EventTable {
-  constructor({ onOpen, rowAction = null, actionLabel = "" }) {
+  constructor({ onOpen, rowAction = null }) {
     this.onOpen = onOpen;
     this.rowAction = rowAction;
     this.rows = new Map();
     this.hasMore = false;
-    const heads = [...COLUMNS, ...(rowAction ? [actionLabel] : [])].map((c) => h("th", { scope: "col" }, c));
+    const heads = [...COLUMNS, ...(rowAction ? [""] : [])].map((c) => h("th", { scope: "col" }, c));
     this.body = h("tbody");
     this.empty = h("div", { class: "empty", hidden: true }, "No events match these filters.");
     this.el = h("div", { class: "table-wrap" },

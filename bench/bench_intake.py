@@ -40,9 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 import aiohttp  # noqa: E402
 
-from tests import payloads  # noqa: E402
+from tests.burst import gitea_delivery  # noqa: E402
 from tests.redis_server import RedisServer, free_port  # noqa: E402
-from tests.signing import gitea_headers  # noqa: E402
 
 SECRET = "bench-secret"
 TARGET_RATIO = 0.35
@@ -69,12 +68,8 @@ def bare_server(port: int) -> None:
 
 
 def deliveries(count: int, start: int) -> Work:
-    out = []
-    for index in range(start, start + count):
-        after = payloads.fake_sha(f"bench-{index}")
-        body = payloads.gitea_push(after=after, message=f"bench commit {index}\n")
-        out.append((body, gitea_headers(body, SECRET, delivery=f"bench-{index}")))
-    return out
+    items = [gitea_delivery(index, SECRET) for index in range(start, start + count)]
+    return [(item.body, item.headers) for item in items]
 
 
 def cpu_seconds(pid: int) -> float:

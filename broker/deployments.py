@@ -112,8 +112,7 @@ class DeploymentStore:
         return Deployment.model_validate_json(raw) if raw else None
 
     def create(self, deployment: Deployment, *, event_id: str | None = None) -> Deployment:
-        if event_id and event_id not in deployment.events:
-            deployment.events.append(event_id)
+        deployment.fill(event_id=event_id)
         deployment.status = deployment.derive_status()
         pipe = self.redis.pipeline()
         self._write(pipe, deployment)

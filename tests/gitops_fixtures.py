@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 from kubernetes import client
-from rq import Queue
 from rq.registry import ScheduledJobRegistry
 from ulid import ULID
 
@@ -25,7 +23,7 @@ from broker.worker import WorkerContext, install
 from handlers.models import Event
 from handlers.notices import Notice
 from tests.argocd_emulator import APPS, UPDATERS, ArgoEmulator
-from tests.notify_support import BurstWorker
+from tests.notify_support import run_worker, work_until
 from tests.worker_support import make_context
 
 HARBOR = "harbor.example.com"
@@ -297,38 +295,33 @@ def persist(ctx: WorkerContext, event: Event) -> None:
 
 def idle(ctx: WorkerContext) -> bool:
     """No job queued and none scheduled (a follow-up chain schedules its next look before it ends)."""
-    queue = Queue(ctx.settings.queue_name, connection=ctx.redis)
+    queue = ctx.store.queue
     return queue.count == 0 and ScheduledJobRegistry(queue=queue).count == 0
-
-
-class QuickBurstWorker(BurstWorker):
-    """Without the listener for rq's remote commands: its shutdown can stall a burst round for 1 s."""
-
-    def subscribe(self) -> None:
-        pass
 
 
 def work_once(ctx: WorkerContext, *, with_scheduler: bool = True) -> None:
     """One burst round: the jobs queued now (plus, with the scheduler, those due now)."""
     install(ctx)
     try:
-        queue = Queue(ctx.settings.queue_name, connection=ctx.redis)
-        QuickBurstWorker([queue], connection=ctx.redis).work(
-            burst=True, with_scheduler=with_scheduler, logging_level="WARNING"
-        )
+        run_worker(ctx.redis, [ctx.settings.queue_name], with_scheduler=with_scheduler)
     finally:
         install(None)
 
 
 def work_off(ctx: WorkerContext, timeout_s: float = 15.0) -> None:
     """Burst rounds with the scheduler until nothing is queued or scheduled."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        work_once(ctx)
-        if idle(ctx):
-            return
-        assert time.monotonic() < deadline, "jobs still queued or scheduled after the timeout"
-        time.sleep(0.01)
+    install(ctx)
+    try:
+        work_until(
+            ctx.redis,
+            [ctx.settings.queue_name],
+            lambda: idle(ctx),
+            timeout_s,
+            pause_s=0.01,
+            message="jobs still queued or scheduled after the timeout",
+        )
+    finally:
+        install(None)
 
 
 async def run_event(ctx: WorkerContext, event: Event) -> Event:

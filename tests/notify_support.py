@@ -132,14 +132,25 @@ class BurstWorker(SimpleWorker):
     def _install_signal_handlers(self) -> None:
         pass
 
+    def subscribe(self) -> None:
+        """Without the listener for rq's remote commands: its shutdown can stall a burst round for 1 s."""
 
-def run_worker(connection: redis.Redis, queue_names: Iterable[str]) -> None:
+
+def run_worker(connection: redis.Redis, queue_names: Iterable[str], *, with_scheduler: bool = True) -> None:
     queues = [Queue(name, connection=connection) for name in queue_names]
-    BurstWorker(queues, connection=connection).work(burst=True, with_scheduler=True, logging_level="WARNING")
+    BurstWorker(queues, connection=connection).work(
+        burst=True, with_scheduler=with_scheduler, logging_level="WARNING"
+    )
 
 
 def work_until(
-    connection: redis.Redis, queue_names: Iterable[str], until: Callable[[], bool], timeout_s: float = 15.0
+    connection: redis.Redis,
+    queue_names: Iterable[str],
+    until: Callable[[], bool],
+    timeout_s: float = 15.0,
+    *,
+    pause_s: float = 0.05,
+    message: str = "condition not reached before the timeout",
 ) -> None:
     """Run burst workers (each also moving due scheduled retries) until `until()` holds."""
     names = list(queue_names)
@@ -149,8 +160,8 @@ def work_until(
         if until():
             return
         if time.monotonic() > deadline:
-            raise AssertionError("condition not reached before the timeout")
-        time.sleep(0.05)
+            raise AssertionError(message)
+        time.sleep(pause_s)
 
 
 # Fixtures for the notify test modules, which import them by these names (pytest registers them under

@@ -51,6 +51,12 @@ def _timestamp(text: Any) -> float | None:
         return None
 
 
+def tagged(operation: dict[str, Any] | None, event_id: str | None) -> bool:
+    """Whether this Application operation carries our event id (the sync request's info entry)."""
+    infos = (operation or {}).get("info") or []
+    return any(i.get("name") == EVENT_INFO and i.get("value") == event_id for i in infos)
+
+
 def our_operation(app: dict[str, Any], *, event_id: str | None, since: float) -> dict[str, Any] | None:
     """The operation state of the sync we asked for (tagged with our event id), or, when Argo CD syncs
     by itself (refresh, auto-sync), the first operation started after we acted."""
@@ -58,9 +64,7 @@ def our_operation(app: dict[str, Any], *, event_id: str | None, since: float) ->
     if not state:
         return None
     if event_id:
-        infos = (state.get("operation") or {}).get("info") or []
-        ours = any(i.get("name") == EVENT_INFO and i.get("value") == event_id for i in infos)
-        return state if ours else None
+        return state if tagged(state.get("operation"), event_id) else None
     started = _timestamp(state.get("startedAt"))
     if started is not None and started >= since - 1.0:  # Argo CD stamps whole seconds
         return state

@@ -13,9 +13,9 @@ from typing import Any
 import redis
 
 from broker.deployments import AppRollout, Deployment, DeploymentStore
-from broker.executors.follow import FollowResult
+from broker.executors.follow import FollowResult, tagged
 from broker.executors.git_writeback import GitWriter
-from broker.executors.sync_k8s import EVENT_INFO, SyncRequest, SyncResult, refresh_k8s, sync_k8s
+from broker.executors.sync_k8s import SyncRequest, SyncResult, refresh_k8s, sync_k8s
 from broker.executors.sync_rest import ArgoRest
 from broker.gitops.state import GitOpsState
 from broker.kube import Kube
@@ -65,11 +65,7 @@ class Engine:
         """Whether the Application carries a sync this event asked for (pending or run)."""
         live = self.get_app(app)
         state = (live.get("status") or {}).get("operationState") or {}
-        for operation in (live.get("operation"), state.get("operation")):
-            infos = (operation or {}).get("info") or []
-            if any(i.get("name") == EVENT_INFO and i.get("value") == event_id for i in infos):
-                return True
-        return False
+        return tagged(live.get("operation"), event_id) or tagged(state.get("operation"), event_id)
 
     # --- deployment records ----------------------------------------------------------------------
 
@@ -84,11 +80,7 @@ class Engine:
         return self.deployments.update(deployment_id, change)
 
     def attach_event(self, deployment_id: str, event_id: str) -> None:
-        def change(dep: Deployment) -> None:
-            if event_id not in dep.events:
-                dep.events.append(event_id)
-
-        self.deployments.update(deployment_id, change)
+        self.deployments.update(deployment_id, lambda dep: dep.fill(event_id=event_id))
 
 
 def rollout_status(result: FollowResult | None, requested: bool) -> str:

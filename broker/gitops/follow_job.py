@@ -22,12 +22,13 @@ from typing import Any
 
 import redis
 from redis.exceptions import WatchError
-from rq import Queue, Retry
+from rq import Retry
 from ulid import ULID
 
 from broker.executors.follow import FollowResult, evaluate
 from broker.gitops.engine import Engine, follow_action, follow_notices, rollout_status
 from broker.kube import NotFound
+from broker.queue import event_queue
 from broker.store import SyncEventStore, decode_event, event_key, write_event
 from handlers.models import FINAL_STATUSES, Action
 from handlers.notices import Notice
@@ -118,7 +119,7 @@ def follow_hop(engine: Engine, store: SyncEventStore, notify: Notify, raw: dict[
 def _schedule(
     engine: Engine, spec: FollowSpec, delay_s: float, pipe: redis.client.Pipeline | None = None
 ) -> None:
-    queue = Queue(engine.settings.queue_name, connection=engine.redis)
+    queue = event_queue(engine.settings, engine.redis)
     queue.enqueue_in(
         timedelta(seconds=delay_s),
         FOLLOW_JOB,

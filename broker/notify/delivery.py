@@ -73,8 +73,8 @@ class Deliverer:
         holding the delivery's current token owns it until it finishes or hands a new token to the next
         attempt's job; a replay hands out a new token too, so duplicates and leftovers stop here. A job
         rq re-runs after its worker died keeps its token and tries again (at-least-once)."""
-        delivery = self.store.delivery(delivery_id)
-        if delivery is None or delivery.token != token or delivery.status not in ACTIVE:
+        delivery = self._owned(delivery_id, token)
+        if delivery is None:
             return "stale"
         self.store.close_fold(delivery)
         sub, notices = self.store.subscription_and_notices(delivery.subscription_id, delivery.id)
@@ -97,12 +97,19 @@ class Deliverer:
 
     def abandon(self, delivery_id: str, token: str, why: str) -> str:
         """Give up on a delivery whose job will not run again; 'stale' when that job no longer owned it."""
-        delivery = self.store.delivery(delivery_id)
-        if delivery is None or delivery.token != token or delivery.status not in ACTIVE:
+        delivery = self._owned(delivery_id, token)
+        if delivery is None:
             return "stale"
-        sub, _ = self.store.subscription_and_notices(delivery.subscription_id, delivery.id)
+        sub = self.store.subscription(delivery.subscription_id)
         reason = f"the delivery job will not run again: {why}"
         return self._conclude(delivery, datetime.now(UTC), None, "dead", reason=reason, sub=sub)
+
+    def _owned(self, delivery_id: str, token: str) -> Delivery | None:
+        """The delivery while the job holding `token` still owns it (active, current token), else None."""
+        delivery = self.store.delivery(delivery_id)
+        if delivery is None or delivery.token != token or delivery.status not in ACTIVE:
+            return None
+        return delivery
 
     def _send(
         self, sub: Subscription, delivery: Delivery, notices: list[Notice], now: datetime

@@ -107,7 +107,20 @@ def _record(
         on_failure=Callback(on_failure) if on_failure else None,
     )
     queue.enqueue_job(job, pipeline=recorder)
-    return recorder.commands
+    return _merge_hsets(recorder.commands)
+
+
+def _merge_hsets(commands: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """rq sets a new job's status, then saves every field (status again among them): one HSET on the
+    job's key does the same for one command less on every webhook."""
+    merged: list[tuple[Any, ...]] = []
+    for command in commands:
+        previous = merged[-1] if merged else None
+        if previous and command[0] == previous[0] == "HSET" and command[1] == previous[1]:
+            merged[-1] = (*previous, *command[2:])
+        else:
+            merged.append(command)
+    return merged
 
 
 class JobTemplate:

@@ -24,9 +24,23 @@ def event_context(event_id: str | None) -> Iterator[None]:
 
 
 class JsonFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__()
+        self._second = -1.0
+        self._second_text = ""
+
+    def timestamp(self, created: float) -> str:
+        """`created` in ISO 8601 UTC to the millisecond; the date and time of day are formatted once per
+        second (the intake logs a line per webhook)."""
+        second, fraction = divmod(created, 1)
+        if second != self._second:
+            self._second = second
+            self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._second_text}.{int(fraction * 1000):03d}+00:00"
+
     def format(self, record: logging.LogRecord) -> str:
         line = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "ts": self.timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -48,6 +62,7 @@ def configure(level: str = "INFO") -> None:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
+    logging._srcfile = None  # the caller's file and line: the docs name this private attribute for it
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()

@@ -10,13 +10,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-import hiredis
 import redis
 import redis.asyncio as aredis
 from redis.asyncio.sentinel import Sentinel as AsyncSentinel
-from redis.exceptions import DataError
 from redis.sentinel import Sentinel
-from redis.utils import HIREDIS_AVAILABLE
 from rq import Queue, Retry
 
 from broker.settings import Settings
@@ -66,38 +63,7 @@ def sync_redis(url: str, **options: Any) -> redis.Redis:
 
 def async_redis(url: str, **options: Any) -> aredis.Redis:
     client: aredis.Redis = _connect(url, options, aredis.Redis, AsyncSentinel)
-    if HIREDIS_AVAILABLE:
-        pool = client.connection_pool
-        pool.connection_class = _hiredis_packing(pool.connection_class)
     return client
-
-
-class _HiredisPacking:
-    """redis.asyncio packs commands in Python even with hiredis installed (redis/redis-py#4176, open), and
-    the intake's one script call per batch carries thousands of arguments: pack them as the sync client
-    does, in C. Mixed into whichever connection class the URL chose (TCP, TLS, Unix, Sentinel)."""
-
-    def pack_command(self, *args: Any) -> list[bytes]:
-        words = args[0].split() if isinstance(args[0], str | bytes) else ()
-        if len(words) > 1:  # "CONFIG GET" and the like
-            args = (*words, *args[1:])
-        try:
-            return [hiredis.pack_command(args)]
-        except TypeError as exc:
-            raise DataError(str(exc)) from None
-
-
-_PACKING_CLASSES: dict[type, type] = {}
-
-
-def _hiredis_packing(connection_class: type) -> type:
-    if issubclass(connection_class, _HiredisPacking):
-        return connection_class
-    packing = _PACKING_CLASSES.get(connection_class)
-    if packing is None:
-        name = f"HiredisPacking{connection_class.__name__}"
-        packing = _PACKING_CLASSES[connection_class] = type(name, (_HiredisPacking, connection_class), {})
-    return packing
 
 
 def retry_policy(settings: Settings) -> Retry | None:

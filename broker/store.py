@@ -57,19 +57,25 @@ def id_floor(at: datetime) -> str:
     return str(ULID.from_timestamp(at.timestamp()))[:10] + "0" * 16
 
 
-def change_entry(event: Event) -> str:
-    """The live-tail entry: the record without its bulky payload (the page fetches it on demand)."""
-    return event.model_dump_json(exclude={"payload", "headers"})
-
-
-def write_event(pipe: Any, event: Event, *, ttl_s: int | None, previous_status: str | None = None) -> None:
+def write_event(
+    pipe: Any,
+    event: Event,
+    *,
+    ttl_s: int | None,
+    previous_status: str | None = None,
+    payload_json: str | None = None,
+) -> None:
     """Queue on `pipe` (sync or async pipeline, or the intake's recorder) the record, its indexes and its
     change entry. `ttl_s=None` keeps the record's current expiry (for updates made without the settings
-    at hand). Plain commands with text arguments (see CommandRecorder): redis-py's builders cost more
-    than the rest of the intake's Python."""
+    at hand). `payload_json`: a new event's payload as the sender's JSON text (see Event.record_json).
+    Plain commands with text arguments (see CommandRecorder): redis-py's builders cost more than the
+    rest of the intake's Python."""
     command = pipe.execute_command
     expiry = ("KEEPTTL",) if ttl_s is None else ("EX", str(ttl_s))
-    command("SET", event_key(event.id), event.record_json(), *expiry)
+    # The live-tail entry is the record without its bulky parts (the page fetches those on demand).
+    summary = event.summary_json()
+    record = event.record_json(summary=summary, payload_json=payload_json)
+    command("SET", event_key(event.id), record, *expiry)
     if previous_status is None:
         keys = [index_key(field, value) for field in INDEXED_FIELDS if (value := getattr(event, field))]
         command("ZADD", ALL_INDEX, "0", event.id)
@@ -81,7 +87,7 @@ def write_event(pipe: Any, event: Event, *, ttl_s: int | None, previous_status: 
         command("ZREM", index_key("status", previous_status), event.id)
         command("ZADD", key, "0", event.id)
         command("SADD", INDEX_REGISTRY, key)
-    command("XADD", CHANGES_STREAM, "MAXLEN", "~", str(CHANGES_MAXLEN), "*", "event", change_entry(event))
+    command("XADD", CHANGES_STREAM, "MAXLEN", "~", str(CHANGES_MAXLEN), "*", "event", summary)
 
 
 def text(value: bytes | str) -> str:
@@ -186,7 +192,7 @@ class EventStore:
             elif event.team:
                 # Teams may subscribe to "event.ignored"; the fan-out runs in a worker, not here.
                 enqueue_event_job(self.queue, pipe, event.id, None, func=ANNOUNCE_JOB)
-            write_event(pipe, event, ttl_s=self.retention_s)
+            write_event(pipe, event, ttl_s=self.retention_s, payload_json=item.payload_json)
             for key in item.dedup_keys:
                 pipe.execute_command("SET", DEDUP_KEY.format(key=key), event.id, "EX", str(self.dedup_ttl_s))
             events.append(event)

@@ -17,17 +17,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgpack
 import redis.asyncio as aredis
 from redis import exceptions as redis_errors
 from redis.commands import CoreCommands
 
 # KEYS: per delivery, its dedup keys then its first event's key. ARGV[1]: the number of deliveries, then
-# per delivery: its number of dedup keys, its first event id, its number of commands, and each command as
-# its argument count followed by its arguments. Answers one entry per delivery: false when written, else
-# the event id it duplicates (its own id when its record is already there: a re-drained spool entry). A
-# dedup key pointing at the delivery's own id does not count, so a delivery whose writes were cut short is
-# completed on replay; the first event's record is written last. The commands travel as plain arguments
-# so that Redis splits them (no parsing in Lua) and hiredis packs them (no framing in Python).
+# per delivery: its number of dedup keys, its first event id, and its commands (a MessagePack array of
+# argument arrays). Answers one entry per delivery: false when written, else the event id it duplicates
+# (its own id when its record is already there: a re-drained spool entry). A dedup key pointing at the
+# delivery's own id does not count, so a delivery whose writes were cut short is completed on replay; the
+# first event's record is written last. MessagePack because it is packed in C on both sides (Redis
+# embeds cmsgpack): a delivery is one argument instead of a hundred, each of which redis-py would frame
+# and Redis parse.
 ACCEPT_SCRIPT = """
 local results = {}
 local k = 1
@@ -35,7 +37,7 @@ local a = 2
 for d = 1, tonumber(ARGV[1]) do
   local ndedup = tonumber(ARGV[a])
   local own = ARGV[a + 1]
-  local ncommands = tonumber(ARGV[a + 2])
+  local commands = ARGV[a + 2]
   a = a + 3
   local seen = false
   for i = k, k + ndedup - 1 do
@@ -47,10 +49,8 @@ for d = 1, tonumber(ARGV[1]) do
   end
   if not seen and redis.call('EXISTS', KEYS[k + ndedup]) == 1 then seen = own end
   k = k + ndedup + 1
-  for c = 1, ncommands do
-    local argc = tonumber(ARGV[a])
-    if not seen then redis.call(unpack(ARGV, a + 1, a + argc)) end
-    a = a + argc + 1
+  if not seen then
+    for _, command in ipairs(cmsgpack.unpack(commands)) do redis.call(unpack(command)) end
   end
   results[d] = seen
 end
@@ -85,24 +85,17 @@ class CommandRecorder(CoreCommands):
                 self.commands.append(self.commands.pop(index))
                 return
 
-    def flat(self) -> tuple[list[Any], int]:
-        """The commands as ACCEPT_SCRIPT reads them (count, then argc and arguments for each), and their
-        size. Every argument must be text (str or bytes, numbers in decimal as Redis receives them
-        anyway): then the size is summed without a Python-level loop over the arguments."""
-        args: list[Any] = [len(self.commands)]
-        size = 0
-        for command in self.commands:
-            args.append(len(command))
-            args.extend(command)
-            size += sum(map(len, command))
-        return args, size
+    def packed(self) -> bytes:
+        """The commands as ACCEPT_SCRIPT reads them. Every argument must be text (str or bytes; numbers in
+        decimal, as Redis receives them anyway). Both go as MessagePack's raw strings: the cmsgpack in
+        Redis predates the bin types."""
+        return msgpack.packb(self.commands, use_bin_type=False)
 
 
 @dataclass
 class _Delivery:
     keys: list[str]
-    args: list[Any]
-    size: int
+    args: tuple[int, str, bytes]
     done: asyncio.Future[bytes | None] = field(repr=False)
 
 
@@ -127,8 +120,7 @@ class AcceptBatcher:
     ) -> bytes | None:
         """None when written, else the event id the delivery duplicates."""
         done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        commands, size = writes.flat()
-        delivery = _Delivery([*dedup_keys, first_key], [len(dedup_keys), first_id, *commands], size, done)
+        delivery = _Delivery([*dedup_keys, first_key], (len(dedup_keys), first_id, writes.packed()), done)
         self._pending.append(delivery)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
@@ -169,7 +161,7 @@ class AcceptBatcher:
         size = 0
         count = 0
         for item in self._pending:
-            size += item.size
+            size += len(item.args[2])
             if count and (count == MAX_BATCH or size > MAX_BATCH_BYTES):
                 break
             count += 1

@@ -7,7 +7,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_json
 
 from handlers.notices import Notice
 
@@ -95,19 +96,18 @@ class Event(EventFields):
     actions: list[Action] = Field(default_factory=list)
     deployment_id: str | None = None
     updated_at: datetime | None = None
-    # Last, so a reader of the JSON sees the decisions before the (large) body; and `record_json` relies
-    # on `payload` closing the record.
+    # Last, so a reader of the JSON sees the decisions before the (large) body; `record_json` writes
+    # them after the rest.
     headers: dict[str, str] = Field(default_factory=dict)
     payload: dict[str, Any] = Field(default_factory=dict)
-    # A new event's payload as the sender's JSON text, while `payload` is left empty (see record_json).
-    _payload_json: str | None = PrivateAttr(default=None)
 
     @classmethod
     def from_incoming(cls, incoming: Incoming, *, event_id: str, received_at: datetime) -> Event:
         # Validated construction on purpose: a model_construct'ed Event serialises ~3x slower, and the
         # intake serialises every event twice. The fields are handed over as they are (no model_dump).
+        # Its payload is left empty: the intake stores the sender's own JSON text (see record_json).
         fields = {name: getattr(incoming, name) for name in _CARRIED_FIELDS}
-        event = cls(
+        return cls(
             id=event_id,
             received_at=received_at,
             updated_at=received_at,
@@ -115,16 +115,20 @@ class Event(EventFields):
             reason=incoming.ignore_reason,
             **fields,
         )
-        event._payload_json = incoming.payload_json
-        return event
 
-    def record_json(self) -> str:
-        """The stored record. A new event's payload goes in as the sender's own JSON: the intake never
-        turns it into Python objects and back (a reader of the record gets it as `payload`, as ever)."""
-        if self._payload_json is None:
-            return self.model_dump_json()
-        head = self.model_dump_json(exclude={"payload"})
-        return f'{head[:-1]},"payload":{self._payload_json}}}'
+    def summary_json(self) -> str:
+        """The record without its bulky parts (headers, payload): what the live tail carries."""
+        return self.model_dump_json(exclude={"headers", "payload"})
+
+    def record_json(self, *, summary: str | None = None, payload_json: str | None = None) -> str:
+        """The stored record: the summary (this event's summary_json, when the caller has it: one
+        serialisation instead of two) closed by the headers and the payload. `payload_json`, a new
+        event's payload as the sender sent it, goes in as it is: the intake never turns a payload into
+        Python objects and back (a reader of the record gets it as `payload`, as ever)."""
+        head = self.summary_json() if summary is None else summary
+        headers = to_json(self.headers).decode()
+        payload = to_json(self.payload).decode() if payload_json is None else payload_json
+        return f'{head[:-1]},"headers":{headers},"payload":{payload}}}'
 
 
 _CARRIED_FIELDS = (*EventFields.model_fields, "headers")

@@ -45,7 +45,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        event_id = current_event_id.get()
+        # Named by the call (extra={"event_id": ...}) or else by the context.
+        event_id = getattr(record, "event_id", None) or current_event_id.get()
         if event_id:
             line["event_id"] = event_id
         for extra in ("source", "status", "reason", "job_id"):

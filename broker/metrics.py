@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 import redis
@@ -49,6 +50,15 @@ INTAKE_SECONDS = Histogram(
     ["source"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+
+
+@lru_cache(maxsize=256)
+def answered(source: str, type_: str, outcome: str) -> tuple[Counter, Histogram]:
+    """The WEBHOOKS and INTAKE_SECONDS children for one kind of answered webhook, looked up once rather
+    than on every webhook (prometheus-client validates and locks on each `labels`)."""
+    return WEBHOOKS.labels(source, type_, outcome), INTAKE_SECONDS.labels(source)
+
+
 SPOOL = Counter(
     "broker_spool_deliveries_total",
     "Deliveries through the local spool (spooled, replayed, already_stored, duplicate, rejected)",

@@ -19,11 +19,8 @@ from broker.store_accept import AcceptBatcher, CommandRecorder
 from handlers.models import FINAL_STATUSES, Event, Incoming
 
 PREFIX = "broker:"
-EVENT_KEY = PREFIX + "event:{id}"
 ALL_INDEX = PREFIX + "events"
-FIELD_INDEX = PREFIX + "events:{field}:{value}"
 INDEX_REGISTRY = PREFIX + "events:indexes"
-DEDUP_KEY = PREFIX + "dedup:{key}"
 CHANGES_STREAM = PREFIX + "changes"
 CHANGES_MAXLEN = 10_000
 
@@ -35,12 +32,17 @@ ANNOUNCE_JOB = "broker.worker.announce_ignored"
 EVENT_JOB_FAILED = "broker.worker.event_job_failed"
 
 
+# Key names as functions (f-strings): the intake builds several per webhook.
 def event_key(event_id: str) -> str:
-    return EVENT_KEY.format(id=event_id)
+    return f"{PREFIX}event:{event_id}"
 
 
 def index_key(field: str, value: str) -> str:
-    return FIELD_INDEX.format(field=field, value=value)
+    return f"{PREFIX}events:{field}:{value}"
+
+
+def dedup_key(key: str) -> str:
+    return f"{PREFIX}dedup:{key}"
 
 
 def new_event_id(at: datetime) -> str:
@@ -172,7 +174,7 @@ class EventStore:
         ids = list(event_ids)
         recorder = CommandRecorder()
         events = self._queue_writes(recorder, incoming, received_at, ids)
-        dedup_keys = [DEDUP_KEY.format(key=k) for item in incoming for k in item.dedup_keys]
+        dedup_keys = [dedup_key(k) for item in incoming for k in item.dedup_keys]
         first_key = event_key(ids[0])
         recorder.move_to_end("SET", first_key)
         seen = await self._batcher.submit(dedup_keys, first_key, ids[0], recorder)
@@ -194,7 +196,7 @@ class EventStore:
                 enqueue_event_job(self.queue, pipe, event.id, None, func=ANNOUNCE_JOB)
             write_event(pipe, event, ttl_s=self.retention_s, payload_json=item.payload_json)
             for key in item.dedup_keys:
-                pipe.execute_command("SET", DEDUP_KEY.format(key=key), event.id, "EX", str(self.dedup_ttl_s))
+                pipe.execute_command("SET", dedup_key(key), event.id, "EX", str(self.dedup_ttl_s))
             events.append(event)
         return events
 

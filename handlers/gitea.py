@@ -127,7 +127,7 @@ class _MaybeRepository(WireModel):
 
 def is_zero_sha(sha: str) -> bool:
     """Git's null object id: 40 zeros (SHA-1) or 64 (SHA-256); WIRE §1.5 tests /^0+$/, and so do we."""
-    return bool(sha) and set(sha) == {"0"}
+    return bool(sha) and not sha.strip("0")
 
 
 def _owner_team(repository: GiteaRepository | None) -> str | None:

@@ -20,7 +20,6 @@ from pydantic_core import PydanticSerializationError
 from broker import keys, metrics
 from broker.api.errors import json_error
 from broker.intake_limits import LIMITER
-from broker.logs import event_context
 from broker.settings import Settings
 from broker.spool_drain import INTAKE, CannotPersist, Persisted
 from handlers.errors import ContentTypeError, PayloadError, WebhookError
@@ -166,11 +165,12 @@ async def handle(
         )
     accepted = persisted.accepted
     outcome = "duplicate" if accepted.duplicate_of else accepted.statuses[0]
-    metrics.WEBHOOKS.labels(source, incoming[0].type, outcome).inc(len(accepted.event_ids))
-    metrics.INTAKE_SECONDS.labels(source).observe(time.perf_counter() - started)
-    with event_context(accepted.event_ids[0]):
-        where = " (spooled: Redis unreachable)" if persisted.spooled else ""
-        log.info("accepted %s %s: %s%s", source, incoming[0].type, outcome, where, extra={"source": source})
+    count, seconds = metrics.answered(source, incoming[0].type, outcome)
+    count.inc(len(accepted.event_ids))
+    seconds.observe(time.perf_counter() - started)
+    where = " (spooled: Redis unreachable)" if persisted.spooled else ""
+    context = {"source": source, "event_id": accepted.event_ids[0]}
+    log.info("accepted %s %s: %s%s", source, incoming[0].type, outcome, where, extra=context)
     return answer(persisted, incoming)
 
 

@@ -2,7 +2,7 @@
 endpoint that answers 202 without doing anything, both on this box, both driven by the same generator.
 
     python bench/bench_intake.py [--requests 3000] [--rounds 3] [--concurrency 32] [--appendfsync everysec]
-                                 [--single 500] [--replicas 1 2] [--pin]
+                                 [--single 500] [--replicas 1 2] [--no-pin]
 
 Both servers run as subprocesses on loopback: the broker is the real `broker web` (create_app on a real
 port, default settings and log level) over a throwaway redis-server with AOF on; the
@@ -12,9 +12,14 @@ with pre-signed, distinct deliveries (so none is a duplicate), identical for bot
 bare/broker so both see the same background load; the ratio is the median of the per-round ratios.
 After the runs, every 202 of the broker is checked against Redis: its event record and its rq job.
 Also printed: CPU time per request of each process (server, Redis, generator), steadier than rates on a
-shared box, and the latency of the 202 on a single connection (no queueing). `--pin` puts the server on a
-CPU of its own and the generator and Redis on another (one process per server only). Performance is
-never asserted in tests; this prints figures only.
+shared box, and the latency of the 202 on a single connection (no queueing). Performance is never
+asserted in tests; this prints figures only.
+
+Pinning: with one process per server, the server under test gets a CPU of its own and the generator and
+Redis share another, for both servers alike (`--no-pin` lets the scheduler place them). In a cluster the
+senders and Redis run elsewhere; on a 2-CPU box left to itself the scheduler keeps moving the generator
+onto the server's CPU, and the broker's rate then swings by a quarter from one round to the next. The
+bare endpoint's rate is set by the generator either way.
 
 Replicas: the web tier scales out by adding `broker web` processes (Deployment replicas, each with its own
 spool) on one Redis. `--replicas 1 2` measures both servers with one process, then both with two, each
@@ -219,13 +224,16 @@ async def measure(
             spawn([sys.executable, "-m", "broker.cli", "web", "--port", str(port)], env, tmp / f"web-{port}")
         )
     assert redis_server.process
-    if args.pin and replicas == 1 and len(os.sched_getaffinity(0)) >= 2:
+    cpus = os.sched_getaffinity(0)
+    pinned = args.pin and replicas == 1 and len(cpus) >= 2
+    if pinned:
         # The server under test on one CPU, the generator and Redis on the other, for both runs.
-        first, second, *_ = sorted(os.sched_getaffinity(0))
+        first, second, *_ = sorted(cpus)
         for proc in (*bare, *webs):
             os.sched_setaffinity(proc.pid, {first})
         for pid in (0, redis_server.process.pid):
             os.sched_setaffinity(pid, {second})
+    print(f"pinned: {'server on one CPU, generator and Redis on another' if pinned else 'no'}")
     targets = {
         "bare": Target(hook_urls(bare_ports), {"server": [proc.pid for proc in bare]}),
         "broker": Target(
@@ -239,6 +247,9 @@ async def measure(
         for proc in (*bare, *webs):
             proc.terminate()
             proc.wait(10)
+        if pinned:  # the next measurement starts unpinned
+            for pid in (0, redis_server.process.pid):
+                os.sched_setaffinity(pid, cpus)
 
 
 def hook_urls(ports: list[int]) -> list[str]:
@@ -303,7 +314,10 @@ if __name__ == "__main__":
         help="processes per server, one measurement each (default: 1, then one per CPU)",
     )
     parser.add_argument(
-        "--pin", action="store_true", help="one process per server: pin it to one CPU, the rest to another"
+        "--pin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="one process per server: pin it to one CPU, the generator and Redis to another (default)",
     )
     parser.add_argument("--bare-server", type=int, help=argparse.SUPPRESS)
     cli_args = parser.parse_args()

@@ -45,13 +45,14 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        given = record.__dict__  # what `extra=` added
         # Named by the call (extra={"event_id": ...}) or else by the context.
-        event_id = getattr(record, "event_id", None) or current_event_id.get()
+        event_id = given.get("event_id") or current_event_id.get()
         if event_id:
             line["event_id"] = event_id
         for extra in ("source", "status", "reason", "job_id"):
-            if hasattr(record, extra):
-                line[extra] = getattr(record, extra)
+            if extra in given:
+                line[extra] = given[extra]
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)

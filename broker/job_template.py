@@ -15,9 +15,8 @@ import random
 import struct
 import zlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from rq import Callback, Queue, Retry
 from rq.serializers import DefaultSerializer
@@ -32,8 +31,7 @@ EVENT_JOB_TIMEOUT_S = 600
 _SENTINELS = (("EVENTIDLOUEVENTIDLOU", "SUFFIXLOUSUFFIXLOU"), ("EVENTIDUOLEVENTIDUOL", "SUFFIXUOLSUFFIXUOL"))
 
 
-@dataclass(frozen=True)
-class _Stamp:
+class _Stamp(NamedTuple):
     """The per-job values for one job."""
 
     event_id: str
@@ -111,8 +109,9 @@ def _record(
 
 
 def _merge_hsets(commands: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
-    """rq sets a new job's status, then saves every field (status again among them): one HSET on the
-    job's key does the same for one command less on every webhook."""
+    """rq sets a new job's status, then saves every field (the status again among them), a third of them
+    empty strings. One HSET on the job's key, without the empty fields, does the same for less on every
+    webhook: rq reads a missing field as it reads an empty one (`Job.restore`: `obj.get(name)` falsy)."""
     merged: list[tuple[Any, ...]] = []
     for command in commands:
         previous = merged[-1] if merged else None
@@ -120,7 +119,12 @@ def _merge_hsets(commands: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
             merged[-1] = (*previous, *command[2:])
         else:
             merged.append(command)
-    return merged
+    return [_without_empty_fields(command) if command[0] == "HSET" else command for command in merged]
+
+
+def _without_empty_fields(hset: tuple[Any, ...]) -> tuple[Any, ...]:
+    fields = dict(zip(hset[2::2], hset[3::2], strict=True))  # the last value of a repeated field wins
+    return (*hset[:2], *(item for pair in fields.items() if pair[1] != "" for item in pair))
 
 
 class JobTemplate:

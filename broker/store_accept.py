@@ -4,8 +4,9 @@ change entry, rq job, dedup keys) after checking its dedup keys, and concurrent 
 Why a script and not WATCH + MULTI/EXEC: that costs three round trips and ~25 commands whose replies are
 parsed one by one in Python; redis-py's asyncio client spends more CPU per command than Redis spends
 running it. Here the writes are recorded as plain commands (the event's by broker/store.py, the rq job's
-stamped from what rq itself wrote: broker/job_template.py), sent as the script's arguments, and applied
-by the script, which runs atomically like MULTI/EXEC and is recorded in the AOF by its effects.
+stamped from what rq itself wrote: broker/job_template.py), sent as one MessagePack argument per delivery,
+and applied by the script, which runs atomically like MULTI/EXEC and is recorded in the AOF by its
+effects.
 Deliveries arriving while a call is in flight wait for it and then go together (group commit); each stays
 all-or-nothing on its own. Standalone Redis only (the keys one call writes span hash slots), as rq
 itself."""

@@ -41,14 +41,14 @@ for d = 1, tonumber(ARGV[1]) do
   local commands = ARGV[a + 2]
   a = a + 3
   local seen = false
-  for i = k, k + ndedup - 1 do
-    local value = redis.call('GET', KEYS[i])
-    if value and value ~= own then
-      seen = value
+  local found = redis.call('MGET', unpack(KEYS, k, k + ndedup))
+  for i = 1, ndedup do
+    if found[i] and found[i] ~= own then
+      seen = found[i]
       break
     end
   end
-  if not seen and redis.call('EXISTS', KEYS[k + ndedup]) == 1 then seen = own end
+  if not seen and found[ndedup + 1] then seen = own end
   k = k + ndedup + 1
   if not seen then
     for _, command in ipairs(cmsgpack.unpack(commands)) do redis.call(unpack(command)) end

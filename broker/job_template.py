@@ -140,6 +140,13 @@ class JobTemplate:
         second = _record(queue, func, event_b, suffix_b, retry, on_failure)
         if [len(command) for command in first] != [len(command) for command in second]:
             raise RuntimeError("rq writes jobs whose shape depends on the job")
+        # The accept script gets every argument as text (CommandRecorder.packed): a None would shift the
+        # arguments of the command it is in, so it is refused here, once, rather than checked per job.
+        untyped = [
+            arg for command in first for arg in map(_as_text, command) if not isinstance(arg, str | bytes)
+        ]
+        if untyped:
+            raise RuntimeError(f"rq writes job values that are not text: {untyped!r}")
         # Each command with the slots to fill in it; a command without any is sent as rq wrote it.
         self._plan: list[tuple[tuple[Any, ...], list[tuple[int, Slot]]]] = [
             (

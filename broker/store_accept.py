@@ -88,8 +88,9 @@ class CommandRecorder(CoreCommands):
 
     def packed(self) -> bytes:
         """The commands as ACCEPT_SCRIPT reads them. Every argument must be text (str or bytes; numbers in
-        decimal, as Redis receives them anyway). Both go as MessagePack's raw strings: the cmsgpack in
-        Redis predates the bin types."""
+        decimal, as Redis receives them anyway): a None would arrive as nil and shift the arguments of its
+        command, so the writers pass text only and JobTemplate refuses rq values that are not. Both go as
+        MessagePack's raw strings: the cmsgpack in Redis predates the bin types."""
         return msgpack.packb(self.commands, use_bin_type=False)
 
 

@@ -137,6 +137,21 @@ def test_a_per_job_value_it_does_not_understand_fails_loudly(sync_redis: redis.R
         JobTemplate(NonceQueue("template-test", connection=sync_redis), FUNC, None, None)
 
 
+class UntypedQueue(Queue):
+    """A queue that writes a job field with no value, which redis-py would refuse and MessagePack would
+    carry as a nil that shifts the script's arguments."""
+
+    def enqueue_job(self, job, pipeline=None, **kwargs):  # type: ignore[no-untyped-def]
+        if pipeline is not None:
+            pipeline.execute_command("HSET", job.key, "extra", None)
+        return super().enqueue_job(job, pipeline=pipeline, **kwargs)
+
+
+def test_a_value_that_is_not_text_fails_loudly(sync_redis: redis.Redis) -> None:
+    with pytest.raises(RuntimeError, match="not text"):
+        JobTemplate(UntypedQueue("template-test", connection=sync_redis), FUNC, None, None)
+
+
 def test_a_template_records_without_touching_redis(sync_redis: redis.Redis) -> None:
     queue = Queue("template-test", connection=sync_redis)
     recorder = CommandRecorder()

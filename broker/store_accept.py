@@ -23,35 +23,30 @@ import redis.asyncio as aredis
 from redis import exceptions as redis_errors
 from redis.commands import CoreCommands
 
-# KEYS: per delivery, its dedup keys then its first event's key. ARGV[1]: the number of deliveries, then
-# per delivery: its number of dedup keys, its first event id, and its commands (a MessagePack array of
-# argument arrays). Answers one entry per delivery: false when written, else the event id it duplicates
-# (its own id when its record is already there: a re-drained spool entry). A dedup key pointing at the
-# delivery's own id does not count, so a delivery whose writes were cut short is completed on replay; the
-# first event's record is written last. MessagePack because it is packed in C on both sides (Redis
-# embeds cmsgpack): a delivery is one argument instead of a hundred, each of which redis-py would frame
-# and Redis parse.
+# ARGV: one entry per delivery, each a MessagePack array [keys, first event id, commands]: its dedup keys
+# then its first event's key, and its writes as arrays of arguments. Answers one entry per delivery: false
+# when written, else the event id it duplicates (its own id when its record is already there: a
+# re-drained spool entry). A dedup key pointing at the delivery's own id does not count, so a delivery
+# whose writes were cut short is completed on replay; the first event's record is written last.
+# MessagePack because it is packed in C on both sides (Redis embeds cmsgpack): a delivery is one argument
+# instead of a hundred, each of which redis-py would frame in Python and Redis parse. The keys travel in
+# it too rather than as KEYS: the writes name keys of their own anyway (standalone Redis only, as rq).
 ACCEPT_SCRIPT = """
 local results = {}
-local k = 1
-local a = 2
-for d = 1, tonumber(ARGV[1]) do
-  local ndedup = tonumber(ARGV[a])
-  local own = ARGV[a + 1]
-  local commands = ARGV[a + 2]
-  a = a + 3
+for d = 1, #ARGV do
+  local delivery = cmsgpack.unpack(ARGV[d])
+  local keys, own, commands = delivery[1], delivery[2], delivery[3]
+  local found = redis.call('MGET', unpack(keys))
   local seen = false
-  local found = redis.call('MGET', unpack(KEYS, k, k + ndedup))
-  for i = 1, ndedup do
+  for i = 1, #keys - 1 do
     if found[i] and found[i] ~= own then
       seen = found[i]
       break
     end
   end
-  if not seen and found[ndedup + 1] then seen = own end
-  k = k + ndedup + 1
+  if not seen and found[#keys] then seen = own end
   if not seen then
-    for _, command in ipairs(cmsgpack.unpack(commands)) do redis.call(unpack(command)) end
+    for _, command in ipairs(commands) do redis.call(unpack(command)) end
   end
   results[d] = seen
 end
@@ -86,18 +81,18 @@ class CommandRecorder(CoreCommands):
                 self.commands.append(self.commands.pop(index))
                 return
 
-    def packed(self) -> bytes:
-        """The commands as ACCEPT_SCRIPT reads them. Every argument must be text (str or bytes; numbers in
-        decimal, as Redis receives them anyway): a None would arrive as nil and shift the arguments of its
-        command, so the writers pass text only and JobTemplate refuses rq values that are not. Both go as
-        MessagePack's raw strings: the cmsgpack in Redis predates the bin types."""
-        return msgpack.packb(self.commands, use_bin_type=False)
+
+def pack_delivery(keys: list[str], first_id: str, writes: CommandRecorder) -> bytes:
+    """A delivery as ACCEPT_SCRIPT reads it. Every argument of every command must be text (str or bytes;
+    numbers in decimal, as Redis receives them anyway): a None would arrive as nil and shift the arguments
+    of its command, so the writers pass text only and JobTemplate refuses rq values that are not. Both go
+    as MessagePack's raw strings: the cmsgpack in Redis predates the bin types."""
+    return msgpack.packb([keys, first_id, writes.commands], use_bin_type=False)
 
 
 @dataclass
 class _Delivery:
-    keys: list[str]
-    args: tuple[int, str, bytes]
+    packed: bytes
     done: asyncio.Future[bytes | None] = field(repr=False)
 
 
@@ -122,7 +117,7 @@ class AcceptBatcher:
     ) -> bytes | None:
         """None when written, else the event id the delivery duplicates."""
         done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        delivery = _Delivery([*dedup_keys, first_key], (len(dedup_keys), first_id, writes.packed()), done)
+        delivery = _Delivery(pack_delivery([*dedup_keys, first_key], first_id, writes), done)
         self._pending.append(delivery)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
@@ -133,10 +128,7 @@ class AcceptBatcher:
             batch = self._take()
             try:
                 async with asyncio.timeout(self._timeout_s):
-                    results = await self._script(
-                        keys=[key for item in batch for key in item.keys],
-                        args=[len(batch), *(arg for item in batch for arg in item.args)],
-                    )
+                    results = await self._script(args=[item.packed for item in batch])
             except asyncio.CancelledError:
                 for item in [*batch, *self._pending]:
                     item.done.cancel()
@@ -163,7 +155,7 @@ class AcceptBatcher:
         size = 0
         count = 0
         for item in self._pending:
-            size += len(item.args[2])
+            size += len(item.packed)
             if count and (count == MAX_BATCH or size > MAX_BATCH_BYTES):
                 break
             count += 1

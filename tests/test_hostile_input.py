@@ -137,6 +137,25 @@ async def test_chunked_body_over_the_cap_is_413(aiohttp_client, settings, sync_r
     assert stored_events(sync_redis) == 0
 
 
+async def test_a_delivery_whose_events_would_store_its_body_over_the_cap_is_413(
+    aiohttp_client, settings, sync_redis
+):
+    # Every event keeps its delivery's body: many resources in one delivery multiply what is stored.
+    client = await aiohttp_client(create_app(settings.model_copy(update={"max_body_bytes": 8192})))
+    resources = [payloads.harbor_resource(tag=f"1.0.{n}", digest=None) for n in range(40)]
+    body = payloads.harbor_push(resources=resources)
+    assert len(body) < 8192 < 40 * len(body)
+    resp = await client.post("/hooks/harbor", data=body, headers=harbor_headers(HARBOR_AUTH))
+    assert resp.status == 413
+    assert "40 events" in (await resp.json())["error"]
+    assert stored_events(sync_redis) == 0
+    # Two resources stay well within it, and are stored as two events.
+    body = payloads.harbor_push(resources=resources[:2])
+    resp = await client.post("/hooks/harbor", data=body, headers=harbor_headers(HARBOR_AUTH))
+    assert resp.status == 202 and len((await resp.json())["event_ids"]) == 2
+    assert stored_events(sync_redis) == 2
+
+
 async def test_unicode_refs_and_tags_are_kept_exactly(client, sync_redis):
     branch = "refs/heads/féature/ünïcødé-🚀-\u202e-漢字"
     body = payloads.gitea_push(ref=branch, message="коммит ✓\n")

@@ -80,7 +80,20 @@ async def authentic_events(
     body = await read_capped(request, settings.max_body_bytes, settings.body_read_timeout_s)
     sender.check_content_type(request.headers)
     sender.verify(request.headers, body, secret, now=time.time(), max_skew_s=settings.drone_max_skew_s)
-    return sender.parse(request.headers, body)
+    incoming = sender.parse(request.headers, body)
+    check_copies(len(incoming), len(body), settings.max_body_bytes)
+    return incoming
+
+
+def check_copies(events: int, size: int, cap: int) -> None:
+    """Each event keeps its delivery's whole body, so a Harbor delivery listing many resources would be
+    stored that many times over: a small body with thousands of resources, or a big one with a few, could
+    take the web tier's memory and Redis with it. The copies together get the body's cap."""
+    if events > 1 and events * size > cap:
+        raise TooLarge(
+            f"a delivery of {events} events would store its {size}-byte body {events} times, "
+            f"over the {cap}-byte limit; send fewer resources per delivery"
+        )
 
 
 def answer(persisted: Persisted, incoming: list[Incoming]) -> web.Response:

@@ -52,11 +52,32 @@ INTAKE_SECONDS = Histogram(
 )
 
 
+class BoundedLabel:
+    """A label whose values the sender chooses (the event type: a Gitea header, a Harbor body field):
+    the first `limit` distinct values are reported as they are, later ones as "other". Every value is a
+    series kept for the life of the process, so an authentic but odd sender must not grow them without
+    end; Gitea and Harbor have a few dozen event types between them."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._seen: set[str] = set()
+
+    def __call__(self, value: str) -> str:
+        if value not in self._seen:
+            if len(self._seen) >= self.limit:
+                return "other"
+            self._seen.add(value)
+        return value
+
+
+WEBHOOK_TYPE = BoundedLabel(64)
+
+
 @lru_cache(maxsize=256)
 def answered(source: str, type_: str, outcome: str) -> tuple[Counter, Histogram]:
     """The WEBHOOKS and INTAKE_SECONDS children for one kind of answered webhook, looked up once rather
     than on every webhook (prometheus-client validates and locks on each `labels`)."""
-    return WEBHOOKS.labels(source, type_, outcome), INTAKE_SECONDS.labels(source)
+    return WEBHOOKS.labels(source, WEBHOOK_TYPE(type_), outcome), INTAKE_SECONDS.labels(source)
 
 
 SPOOL = Counter(

@@ -274,3 +274,19 @@ async def test_gitops_write_backs_syncs_and_catalog_size_are_counted(
     assert value(samples, "broker_syncs_total", mode="sync", via="k8s", result="requested") == 1
     assert value(samples, "broker_catalog_size", kind="applications") == 1
     assert value(samples, "broker_events_processed_total", source="harbor", outcome="done") == 1
+
+
+def test_event_types_the_sender_chooses_are_bounded_as_labels() -> None:
+    label = metrics.BoundedLabel(3)
+    assert [label(t) for t in ("push", "tag", "issues", "wiki", "fork", "push")] == [
+        "push",
+        "tag",
+        "issues",
+        "other",
+        "other",
+        "push",
+    ]
+    # The intake's webhook counter takes its type label through one: within the bound, as it came.
+    count, _ = metrics.answered("gitea", "bounded-label-test", "ignored")
+    assert count is metrics.WEBHOOKS.labels("gitea", "bounded-label-test", "ignored")
+    assert metrics.WEBHOOK_TYPE("bounded-label-test") == "bounded-label-test"

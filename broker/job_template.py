@@ -105,7 +105,7 @@ def _record(
         on_failure=Callback(on_failure) if on_failure else None,
     )
     queue.enqueue_job(job, pipeline=recorder)
-    return _merge_hsets(recorder.commands)
+    return [tuple(map(_as_text, command)) for command in _merge_hsets(recorder.commands)]
 
 
 def _merge_hsets(commands: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -140,17 +140,15 @@ class JobTemplate:
         second = _record(queue, func, event_b, suffix_b, retry, on_failure)
         if [len(command) for command in first] != [len(command) for command in second]:
             raise RuntimeError("rq writes jobs whose shape depends on the job")
-        # The accept script gets every argument as text (CommandRecorder.packed): a None would shift the
-        # arguments of the command it is in, so it is refused here, once, rather than checked per job.
-        untyped = [
-            arg for command in first for arg in map(_as_text, command) if not isinstance(arg, str | bytes)
-        ]
+        # The accept script gets every argument as text (store_accept.pack_delivery): a None would shift
+        # the arguments of the command it is in, so it is refused here, once, rather than checked per job.
+        untyped = [arg for command in first for arg in command if not isinstance(arg, str | bytes)]
         if untyped:
             raise RuntimeError(f"rq writes job values that are not text: {untyped!r}")
         # Each command with the slots to fill in it; a command without any is sent as rq wrote it.
         self._plan: list[tuple[tuple[Any, ...], list[tuple[int, Slot]]]] = [
             (
-                tuple(map(_as_text, command_a)),
+                command_a,
                 [
                     (position, _slot(one, two, func))
                     for position, (one, two) in enumerate(zip(command_a, command_b, strict=True))

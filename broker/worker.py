@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import redis
 from redis import Redis
 from rq import Queue, SimpleWorker
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
@@ -173,7 +174,7 @@ def event_job_failed(job: Job, connection: Redis, exc_type: type, exc: BaseExcep
     event_id = job.args[0]
     why = (
         "its worker died mid-job"
-        if exc_type.__name__ == "AbandonedJobError"
+        if issubclass(exc_type, AbandonedJobError)
         else f"{exc_type.__name__}: {exc}"
     )
     if mark_dead(connection, event_id, f"gave up: the job will not run again ({why})"):

@@ -23,6 +23,7 @@ from typing import Any
 
 import redis
 from rq import Queue, get_current_job
+from rq.exceptions import AbandonedJobError
 from rq.job import Job
 
 from broker import metrics
@@ -57,7 +58,7 @@ def deliver_job_failed(
     if job.retries_left:
         return
     delivery_id, token, config = job.args
-    why = "its worker died mid-attempt" if exc_type.__name__ == "AbandonedJobError" else exc_type.__name__
+    why = "its worker died mid-attempt" if issubclass(exc_type, AbandonedJobError) else exc_type.__name__
     Deliverer(connection, NotifyConfig.model_validate(config)).abandon(delivery_id, token, why)
 
 

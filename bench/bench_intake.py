@@ -156,6 +156,33 @@ def spawn(args: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> 
         return subprocess.Popen(args, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT)
 
 
+def spawn_web(
+    redis_url: str, data_dir: Path, port: int, log: Path, cwd: Path = ROOT
+) -> subprocess.Popen[bytes]:
+    """A `broker web` on `port` with a data directory (a spool) of its own, as each pod has its own."""
+    env = {
+        **os.environ,
+        "BROKER_REDIS_URL": redis_url,
+        "BROKER_DATA_DIR": str(data_dir),
+        "BROKER_GITEA_SECRET": SECRET,
+    }
+    return spawn([sys.executable, "-m", "broker.cli", "web", "--port", str(port)], env, log, cwd)
+
+
+def pin(servers: list[int], others: list[int]) -> set[int] | None:
+    """The servers under test on one CPU, `others` (the generator: pid 0, and Redis) on another. Returns
+    the CPUs this process had, to restore them, or None when there are not two (nothing is pinned)."""
+    cpus = os.sched_getaffinity(0)
+    if len(cpus) < 2:
+        return None
+    first, second, *_ = sorted(cpus)
+    for pid in servers:
+        os.sched_setaffinity(pid, {first})
+    for pid in others:
+        os.sched_setaffinity(pid, {second})
+    return cpus
+
+
 def show(name: str, result: Result) -> None:
     cpu = "  ".join(f"{who}={seconds * 1e6:.0f}us" for who, seconds in result.cpu.items())
     print(
@@ -212,28 +239,19 @@ async def measure(
         spawn([sys.executable, __file__, "--bare-server", str(port)], dict(os.environ), tmp / f"bare-{port}")
         for port in bare_ports
     ]
-    webs = []
-    for index, port in enumerate(ports):
-        env = {
-            **os.environ,
-            "BROKER_REDIS_URL": redis_server.url,
-            "BROKER_DATA_DIR": str(tmp / f"data-{index}"),  # a spool each, as each pod has its own
-            "BROKER_GITEA_SECRET": SECRET,
-        }
-        webs.append(
-            spawn([sys.executable, "-m", "broker.cli", "web", "--port", str(port)], env, tmp / f"web-{port}")
-        )
+    webs = [
+        spawn_web(redis_server.url, tmp / f"data-{index}", port, tmp / f"web-{port}")
+        for index, port in enumerate(ports)
+    ]
     assert redis_server.process
-    cpus = os.sched_getaffinity(0)
-    pinned = args.pin and replicas == 1 and len(cpus) >= 2
-    if pinned:
-        # The server under test on one CPU, the generator and Redis on the other, for both runs.
-        first, second, *_ = sorted(cpus)
-        for proc in (*bare, *webs):
-            os.sched_setaffinity(proc.pid, {first})
-        for pid in (0, redis_server.process.pid):
-            os.sched_setaffinity(pid, {second})
-    print(f"pinned: {'server on one CPU, generator and Redis on another' if pinned else 'no'}")
+    generator_and_redis = [0, redis_server.process.pid]
+    # For both runs alike.
+    cpus = (
+        pin([proc.pid for proc in (*bare, *webs)], generator_and_redis)
+        if args.pin and replicas == 1
+        else None
+    )
+    print(f"pinned: {'server on one CPU, generator and Redis on another' if cpus else 'no'}")
     targets = {
         "bare": Target(hook_urls(bare_ports), {"server": [proc.pid for proc in bare]}),
         "broker": Target(
@@ -247,8 +265,8 @@ async def measure(
         for proc in (*bare, *webs):
             proc.terminate()
             proc.wait(10)
-        if pinned:  # the next measurement starts unpinned
-            for pid in (0, redis_server.process.pid):
+        if cpus:  # the next measurement starts unpinned
+            for pid in generator_and_redis:
                 os.sched_setaffinity(pid, cpus)
 
 

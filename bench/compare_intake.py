@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
@@ -24,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_intake import SECRET, Result, Serial, drive, spawn, wait_ready  # noqa: E402
+from bench_intake import Result, Serial, drive, pin, show, spawn_web, wait_ready  # noqa: E402
 
 from tests.redis_server import RedisServer, free_port  # noqa: E402
 
@@ -38,23 +37,12 @@ async def main(args: argparse.Namespace) -> None:
             servers = {}
             for name, checkout in checkouts.items():
                 port = free_port()
-                env = {
-                    **os.environ,
-                    "BROKER_REDIS_URL": redis_server.url,
-                    "BROKER_DATA_DIR": str(tmp / f"data-{name}"),
-                    "BROKER_GITEA_SECRET": SECRET,
-                }
-                command = [sys.executable, "-m", "broker.cli", "web", "--port", str(port)]
-                servers[name] = (
-                    spawn(command, env, tmp / f"web-{name}.log", cwd=checkout),  # `-m` imports from the cwd
-                    f"http://127.0.0.1:{port}/hooks/gitea",
-                )
-            cpus = sorted(os.sched_getaffinity(0))
-            if args.pin and len(cpus) >= 2:
-                for proc, _ in servers.values():
-                    os.sched_setaffinity(proc.pid, {cpus[0]})
-                for pid in (0, redis_server.process.pid):
-                    os.sched_setaffinity(pid, {cpus[1]})
+                log = tmp / f"web-{name}.log"
+                # `-m` imports from the working directory: each server runs its own checkout's code.
+                proc = spawn_web(redis_server.url, tmp / f"data-{name}", port, log, cwd=checkout)
+                servers[name] = (proc, f"http://127.0.0.1:{port}/hooks/gitea")
+            if args.pin:
+                pin([proc.pid for proc, _ in servers.values()], [0, redis_server.process.pid])
             try:
                 await compare(args, servers, redis_server.process.pid)
             finally:
@@ -75,16 +63,13 @@ async def compare(args: argparse.Namespace, servers: dict, redis_pid: int) -> No
             proc, url = servers[name]
             pids = {"server": [proc.pid], "redis": [redis_pid]}
             results[name].append(await drive([url], serial.take(args.requests), args.concurrency, pids))
-        print(f"round {number + 1}: " + "  ".join(describe(name, results[name][-1]) for name in servers))
+        print(f"round {number + 1}")
+        for name in servers:
+            show(name, results[name][-1])
     before, after = results["before"], results["after"]
     rate = statistics.median(b.rate / a.rate for a, b in zip(before, after, strict=True))
     cpu = statistics.median(b.cpu["server"] / a.cpu["server"] for a, b in zip(before, after, strict=True))
     print(f"after/before, median of {args.rounds} rounds: rate {rate:.3f}, server CPU per webhook {cpu:.3f}")
-
-
-def describe(name: str, result: Result) -> str:
-    cpu = " ".join(f"{who}={seconds * 1e6:.0f}us" for who, seconds in result.cpu.items())
-    return f"{name}: {result.rate:5.0f} req/s {cpu}"
 
 
 if __name__ == "__main__":

@@ -11,7 +11,8 @@ next one), replays sealed segments in order, records offsets as it goes and dele
 is fully replayed. A crash anywhere re-replays at most the lines since the last recorded offset; the
 store recognises those (their event record already exists), so nothing is lost or doubled. Only the
 last line of a sealed segment can be torn (a write that never got its fsync, hence never a 202): it is
-skipped. A line that cannot be decoded is set aside in `rejected.jsonl` for ops, never dropped silently.
+skipped. A line that cannot be decoded, or that Redis refuses (broker/spool_drain.py), is set aside in
+`rejected.jsonl` for ops, never dropped silently.
 
 This module does file I/O only; broker/spool_drain.py decides when to spool and replays into Redis."""
 
@@ -273,7 +274,7 @@ class Journal:
         self._size -= size
 
     def reject(self, line: bytes, reason: str) -> None:
-        """Keep an undecodable line for ops instead of dropping it."""
+        """Keep a line that cannot be replayed (undecodable, or refused by Redis) for ops, not drop it."""
         with (self.directory / REJECTED_NAME).open("ab") as handle:
             handle.write(line.rstrip(b"\n") + b"\n")
             handle.flush()

@@ -32,6 +32,7 @@ from broker import keys, metrics
 from broker.settings import Settings
 from broker.spool import Journal, Line, SpoolEntry, SpoolFull, SpoolLocked
 from broker.store import Accepted, EventStore, assign_event_ids
+from broker.store_accept import redis_unavailable
 from handlers.models import Incoming
 
 log = logging.getLogger(__name__)
@@ -67,13 +68,13 @@ class RedisLink:
     def lost(self, exc: BaseException) -> None:
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__} (no answer in time)"
         if self.up:
-            log.error("Redis unreachable (%s): spooling webhooks locally until it answers", reason)
+            log.error("Redis unavailable (%s): spooling webhooks locally until it takes writes", reason)
             self.down_since = time.monotonic()
         self.error = reason
 
     def restored(self) -> None:
         if not self.up:
-            log.warning("Redis answers again after %.1f s", time.monotonic() - (self.down_since or 0))
+            log.warning("Redis takes writes again after %.1f s", time.monotonic() - (self.down_since or 0))
         self.error = None
         self.down_since = None
 
@@ -96,8 +97,14 @@ class Intake:
                 # Within the store's deadline for Redis (see AcceptBatcher).
                 accepted = await self.store.accept(incoming, received_at=received_at, event_ids=ids)
                 return Persisted(accepted, spooled=False)
-            except (RedisError, TimeoutError) as exc:
+            except (RedisError, OSError) as exc:
                 metrics.REDIS_ERRORS.labels("intake").inc()
+                if not redis_unavailable(exc):
+                    # Redis answered and refused this delivery: spooling it would only replay the refusal.
+                    log.error("Redis refused a delivery: %s", exc)
+                    raise CannotPersist(
+                        "Redis refused to store this delivery; retry later", self.settings.spool_retry_after_s
+                    ) from None
                 self.link.lost(exc)
         if self.journal is None:
             raise CannotPersist(
@@ -108,12 +115,12 @@ class Intake:
             await self.journal.append(entry.line())
         except SpoolFull:
             raise CannotPersist(
-                "Redis is unreachable and the local spool is full; retry later",
+                "Redis is unavailable and the local spool is full; retry later",
                 self.settings.spool_retry_after_s,
             ) from None
         except OSError as exc:
             raise CannotPersist(
-                f"Redis is unreachable and the local spool cannot be written ({exc.strerror})",
+                f"Redis is unavailable and the local spool cannot be written ({exc.strerror})",
                 self.settings.spool_retry_after_s,
             ) from None
         metrics.SPOOL.labels("spooled").inc()
@@ -127,7 +134,7 @@ class Intake:
             spool |= {"pending_bytes": self.journal.pending_bytes, "max_bytes": self.journal.max_bytes}
         if self.link.up:
             return 200, {"status": "ready", "redis": "ok", "spool": spool}
-        body = {"redis": f"unreachable: {self.link.error}", "spool": spool}
+        body = {"redis": f"unavailable: {self.link.error}", "spool": spool}
         if self.journal is not None and self.journal.free_bytes >= self._room_needed():
             # Still taking webhooks (into the spool): stay in the Service, say so.
             return 200, {"status": "degraded", **body}
@@ -144,7 +151,7 @@ class Intake:
         while True:
             try:
                 if not self.link.up:
-                    await self.ping()
+                    await self.probe()
                 if self.journal is not None and self.journal.pending_bytes:
                     await self.drain()
             except (RedisError, TimeoutError) as exc:
@@ -157,11 +164,16 @@ class Intake:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.wake.wait(), self.settings.redis_probe_interval_s)
 
-    async def ping(self) -> None:
-        """Ask Redis, within the deadline; update the belief either way (RedisError/TimeoutError raised)."""
+    async def probe(self) -> None:
+        """Ask Redis, within the deadline; update the belief either way (RedisError/TimeoutError raised).
+        Once lost, Redis counts as back only when it takes a write: out of memory, or a read-only
+        replica, it still answers PING."""
         try:
             async with asyncio.timeout(self.settings.redis_timeout_s):
-                await self.store.redis.ping()
+                if self.link.up:
+                    await self.store.redis.ping()
+                else:
+                    await self.store.probe_write()
         except (RedisError, OSError, TimeoutError) as exc:
             self.link.lost(exc)
             raise
@@ -204,9 +216,17 @@ class Intake:
             )
             metrics.SPOOL.labels("rejected").inc()
             return
-        accepted = await self.store.accept(
-            entry.events, received_at=entry.received_at, event_ids=entry.event_ids
-        )
+        try:
+            accepted = await self.store.accept(
+                entry.events, received_at=entry.received_at, event_ids=entry.event_ids
+            )
+        except RedisError as exc:
+            if redis_unavailable(exc):
+                raise
+            # Refused for what it holds (Redis is up): it would block every line behind it.
+            await asyncio.to_thread(self.journal.reject, line.data, f"Redis refused it: {exc}")
+            metrics.SPOOL.labels("rejected").inc()
+            return
         if accepted.duplicate_of is None:
             metrics.SPOOL.labels("replayed").inc()
         elif accepted.duplicate_of == entry.event_ids[0]:

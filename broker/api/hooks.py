@@ -181,7 +181,7 @@ async def handle(
     count, seconds = metrics.answered(source, incoming[0].type, outcome)
     count.inc(len(accepted.event_ids))
     seconds.observe(time.perf_counter() - started)
-    where = " (spooled: Redis unreachable)" if persisted.spooled else ""
+    where = " (spooled: Redis unavailable)" if persisted.spooled else ""
     context = {"source": source, "event_id": accepted.event_ids[0]}
     log.info("accepted %s %s: %s%s", source, incoming[0].type, outcome, where, extra=context)
     return answer(persisted, incoming)

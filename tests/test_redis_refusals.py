@@ -1,0 +1,198 @@
+"""Redis up but refusing: what it refuses for one delivery (here a key of the wrong type, as a hand-edited
+or foreign key would be) fails that delivery alone, with a 503 and nothing spooled, while the deliveries
+sharing its script call are stored once each; when Redis refuses every write (out of memory), deliveries
+wait in the spool as they do while it is unreachable. Real Redis servers throughout: the shared one, and
+throwaway ones of both the Debian server (Redis 7) and the embedded one (Redis 6, whose scripts report a
+refused write differently)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+import redis
+import redis.asyncio as aredis
+from rq import Queue
+
+from broker.app import create_app
+from broker.queue import event_queue
+from broker.settings import Settings
+from broker.spool import Journal, SpoolEntry
+from broker.spool_drain import Intake
+from broker.store import EventStore, assign_event_ids, event_key, index_key
+from broker.store_accept import redis_unavailable
+from handlers import gitea
+from handlers.models import Incoming
+from tests import payloads
+from tests.burst import gitea_delivery, wait_drained
+from tests.conftest import GITEA_SECRET, admin_headers
+from tests.redis_server import RedisServer, embedded_redis_binary, redis_server_binary
+from tests.signing import gitea_headers
+
+POISONED_REPO = "team-demo/poisoned"
+
+
+def push(index: int, repo: str = "hello") -> list[Incoming]:
+    body = payloads.gitea_push(repo=repo, after=payloads.fake_sha(f"refusal-{index}"))
+    return gitea.parse(gitea_headers(body, GITEA_SECRET, delivery=f"refusal-{index}"), body)
+
+
+def poison(connection: redis.Redis) -> None:
+    """The poisoned repository's index is a string: every ZADD to it is refused (WRONGTYPE)."""
+    connection.set(index_key("repo", POISONED_REPO), "not a sorted set")
+
+
+def queued_event_ids(connection: redis.Redis) -> list[str]:
+    return [job_id.split("-")[1] for job_id in Queue("broker", connection=connection).job_ids]
+
+
+@pytest.fixture
+async def store(settings: Settings, sync_redis: redis.Redis):
+    client = aredis.Redis.from_url(settings.redis_url)
+    yield EventStore(
+        client,
+        event_queue(settings, sync_redis),
+        retry=None,
+        dedup_ttl_s=60,
+        retention_s=60,
+        accept_timeout_s=settings.redis_timeout_s,
+    )
+    await client.aclose()
+
+
+async def test_a_refused_delivery_fails_alone_and_its_call_mates_are_stored_once(store, sync_redis):
+    poison(sync_redis)
+    deliveries = [push(0), push(1, repo="poisoned"), push(2)]
+    assert deliveries[1][0].repo == POISONED_REPO
+    now = datetime.now(UTC)
+    ids = [assign_event_ids(now, 1) for _ in deliveries]
+
+    # Submitted in one loop turn, so one script call carries all three, the refused one in the middle:
+    # the first is written before Redis refuses the second.
+    outcomes = await asyncio.gather(
+        *(store.accept(d, received_at=now, event_ids=i) for d, i in zip(deliveries, ids, strict=True)),
+        return_exceptions=True,
+    )
+
+    first, refused, third = outcomes
+    assert isinstance(refused, redis.ResponseError) and "WRONGTYPE" in str(refused)
+    assert not redis_unavailable(refused)
+    for outcome, event_ids in ((first, ids[0]), (third, ids[2])):
+        assert not isinstance(outcome, BaseException)
+        assert outcome.duplicate_of is None, "written by the failed call is written, not a duplicate"
+        assert outcome.event_ids == event_ids
+    assert queued_event_ids(sync_redis) == [ids[0][0], ids[2][0]], "each job once, none for the refused"
+    assert sync_redis.exists(event_key(ids[1][0])) == 0
+
+
+async def test_a_refused_delivery_is_503_not_spooled_and_redis_stays_up(client, settings, sync_redis):
+    poison(sync_redis)
+    body = payloads.gitea_push(repo="poisoned", after=payloads.fake_sha("refused-http"))
+    headers = gitea_headers(body, GITEA_SECRET, delivery="refused-http")
+
+    refused = await client.post("/hooks/gitea", data=body, headers=headers)
+
+    assert refused.status == 503 and refused.headers["Retry-After"] == str(settings.spool_retry_after_s)
+    answer = await refused.json()
+    assert answer == {"error": "Redis refused to store this delivery; retry later"}
+    ready = await (await client.get("/readyz")).json()
+    assert ready["status"] == "ready" and ready["spool"]["pending_bytes"] == 0, "nothing spooled"
+    other = gitea_delivery(1)
+    accepted = await client.post("/hooks/gitea", data=other.body, headers=other.headers)
+    assert accepted.status == 202 and "spooled" not in await accepted.json()
+
+    # Once ops mend the key, the sender's retry is stored.
+    sync_redis.delete(index_key("repo", POISONED_REPO))
+    retried = await client.post("/hooks/gitea", data=body, headers=headers)
+    assert retried.status == 202
+    event_id = (await retried.json())["event_id"]
+    record = await client.get(f"/api/v1/events/{event_id}", headers=admin_headers())
+    assert (await record.json())["repo"] == POISONED_REPO
+
+
+async def test_a_spooled_line_redis_refuses_is_set_aside_and_the_rest_replayed(
+    settings, store, sync_redis, tmp_path
+):
+    poison(sync_redis)
+    now = datetime.now(UTC)
+    entries = [
+        SpoolEntry(received_at=now, event_ids=assign_event_ids(now, 1), events=push(n, repo))
+        for n, repo in enumerate(("hello", "poisoned", "hello"))
+    ]
+    directory = tmp_path / "spool"
+    directory.mkdir()
+    (directory / "segment-000000000001.jsonl").write_bytes(b"".join(e.line() for e in entries))
+    journal = Journal(directory, max_bytes=10**6, segment_bytes=10**6)
+    journal.open()
+    try:
+        replayed = await Intake(store, journal, settings).drain()
+    finally:
+        journal.close()
+
+    assert replayed == 3, "the refused line does not block the ones behind it"
+    assert queued_event_ids(sync_redis) == [entries[0].event_ids[0], entries[2].event_ids[0]]
+    assert (directory / "rejected.jsonl").read_bytes() == entries[1].line()
+    assert list(directory.glob("segment-*")) == []
+
+
+@pytest.mark.parametrize(
+    "binary", [redis_server_binary(), embedded_redis_binary()], ids=["redis-server", "embedded"]
+)
+async def test_redis_out_of_memory_spools_then_drains_when_memory_is_freed(
+    aiohttp_client, settings, tmp_path, binary
+):
+    server = RedisServer(tmp_path / "redis", binary=binary).start()
+    connection = server.client()
+    try:
+        own = settings.model_copy(update={"redis_url": server.url, "redis_probe_interval_s": 0.05})
+        client = await aiohttp_client(create_app(own))
+        connection.config_set("maxmemory", "1")  # every write refused: OOM
+
+        item = gitea_delivery(3)
+        resp = await client.post("/hooks/gitea", data=item.body, headers=item.headers)
+        assert resp.status == 202
+        answer = await resp.json()
+        assert answer["spooled"] is True
+        ready = await (await client.get("/readyz")).json()
+        assert ready["status"] == "degraded" and ready["spool"]["pending_bytes"] > 0
+        assert queued_event_ids(connection) == []
+
+        connection.config_set("maxmemory", "0")
+        await wait_drained(client)
+        assert queued_event_ids(connection) == [answer["event_id"]]
+    finally:
+        connection.close()
+        server.kill()
+
+
+@pytest.mark.parametrize(
+    ("error", "unavailable"),
+    [
+        (redis.ConnectionError("Connection refused"), True),
+        (redis.TimeoutError("Timeout reading from socket"), True),
+        (TimeoutError(), True),
+        (redis.exceptions.ReadOnlyError("You can't write against a read only replica."), True),
+        # Redis 7 inside a script, mapped by redis-py:
+        (redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'."), True),
+        # Redis 6 inside a script: a script error quoting the refusal.
+        (
+            redis.ResponseError(
+                "Error running script (call to f_25ea): @user_script:1: @user_script: 1: "
+                "-OOM command not allowed when used memory > 'maxmemory'."
+            ),
+            True,
+        ),
+        (
+            redis.ResponseError(
+                "Error running script (call to f_25ea): @user_script:1: @user_script: 1: "
+                "-READONLY You can't write against a read only replica."
+            ),
+            True,
+        ),
+        (redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
+        (redis.ResponseError("Error running script: @user_script:12: user_script:12: bad argument"), False),
+    ],
+)
+def test_which_errors_mean_redis_takes_no_writes(error, unavailable):
+    assert redis_unavailable(error) is unavailable

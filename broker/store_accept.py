@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import msgpack
 import redis.asyncio as aredis
@@ -24,10 +24,11 @@ from redis import exceptions as redis_errors
 from redis.commands import CoreCommands
 
 # ARGV: one entry per delivery, each a MessagePack array [keys, first event id, commands]: its dedup keys
-# then its first event's key, and its writes as arrays of arguments. Answers one entry per delivery: false
-# when written, else the event id it duplicates (its own id when its record is already there: a
-# re-drained spool entry). A dedup key pointing at the delivery's own id does not count, so a delivery
-# whose writes were cut short is completed on replay; the first event's record is written last.
+# then its first event's key, and its writes as arrays of arguments. Answers a MessagePack array (one
+# reply for redis-py to parse instead of one per delivery), one entry per delivery: false when written,
+# else the event id it duplicates (its own id when its record is already there: a re-drained spool entry).
+# A dedup key pointing at the delivery's own id does not count, so a delivery whose writes were cut short
+# is completed on replay; the first event's record is written last.
 # MessagePack because it is packed in C on both sides (Redis embeds cmsgpack): a delivery is one argument
 # instead of a hundred, each of which redis-py would frame in Python and Redis parse. The keys travel in
 # it too rather than as KEYS: the writes name keys of their own anyway (standalone Redis only, as rq).
@@ -50,7 +51,7 @@ for d = 1, #ARGV do
   end
   results[d] = seen
 end
-return results
+return cmsgpack.pack(results)
 """
 
 MAX_BATCH = 64
@@ -172,9 +173,10 @@ class AcceptBatcher:
             if not item.done.done():
                 item.done.set_result(result or None)
 
-    async def _call(self, batch: list[_Delivery]) -> list[bytes | None]:
+    async def _call(self, batch: list[_Delivery]) -> list[bytes | Literal[False]]:
         async with asyncio.timeout(self._timeout_s):
-            results: list[bytes | None] = await self._script(args=[item.packed for item in batch])
+            reply = await self._script(args=[item.packed for item in batch])
+        results: list[bytes | Literal[False]] = msgpack.unpackb(reply, raw=True)
         return results
 
     async def _one_by_one(self, batch: list[_Delivery]) -> None:

@@ -42,12 +42,34 @@ def load_model(model: type[ModelT], raw: bytes, sender: str, what: str) -> Model
     parse lets through is exactly what `load_object` accepts: NaN and Infinity tokens (which pydantic
     allows in fields a model ignores) send the body the strict way, and so does any failure, so that
     every refusal reads as it always has."""
-    if b"NaN" not in raw and b"Infinity" not in raw:
+    if not _may_hold_inf_nan(raw):
         try:
             return model.model_validate_json(raw)
         except ValidationError:
             pass
     return validate(model, load_object(raw, sender), what)
+
+
+# Beyond this many N or I bytes, one plain substring search each is cheaper than looking at each one.
+_MAX_CANDIDATES = 16
+
+
+def _may_hold_inf_nan(raw: bytes) -> bool:
+    """Whether `raw` holds `NaN` or `Infinity` anywhere. A substring search of three bytes or more walks
+    the whole body at about a nanosecond a byte (a tenth of what validating it costs); one byte is found by
+    memchr at a twentieth of that, and bodies hold few capital N and I, so each is looked at from there."""
+    for first, token in ((b"N", b"NaN"), (b"I", b"Infinity")):
+        at = raw.find(first)
+        for _ in range(_MAX_CANDIDATES):
+            if at < 0:
+                break
+            if raw.startswith(token, at):
+                return True
+            at = raw.find(first, at + 1)
+        else:
+            if token in raw[at:]:
+                return True
+    return False
 
 
 def validation_detail(exc: ValidationError) -> list[dict[str, Any]]:

@@ -374,6 +374,26 @@ def test_parse_rejects(headers: Headers, body: bytes, message: str) -> None:
     assert message in raised.value.message
 
 
+@pytest.mark.parametrize(
+    ("message", "token"),
+    [
+        ("plain\n", b"NaN"),
+        ("N" * 40 + " NINA NaNa\n", b"NaN"),  # more capital Ns before it than are looked at one by one
+        ("I" * 40 + " Infinit\n", b"-Infinity"),
+    ],
+    ids=["NaN", "NaN after many N", "-Infinity after many I"],
+)
+def test_a_nan_or_infinity_token_anywhere_is_refused(message: str, token: bytes) -> None:
+    """Even in a field the model ignores: the stored payload would not be JSON."""
+    body = gitea_push(message=message)
+    body = body[:-1] + b', "ignored": [1, ' + token + b"]}"
+    with pytest.raises(PayloadError) as raised:
+        gitea.parse({"X-Gitea-Event": "push", "Content-Type": "application/json"}, body)
+    assert "not valid JSON" in raised.value.message
+    [incoming] = gitea.parse({"X-Gitea-Event": "push"}, gitea_push(message=message))
+    assert incoming.commit is not None, "the same text in a string is fine"
+
+
 def test_schema_error_detail_has_locations_and_messages_only() -> None:
     data = json.loads(gitea_push())
     data["after"] = 12345

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from aiohttp import web
 from aiohttp.web_urldispatcher import _default_expect_handler  # the 100 Continue writer, kept as is
-from pydantic_core import PydanticSerializationError
+from pydantic_core import PydanticSerializationError, to_json
 
 from broker import keys, metrics
 from broker.api.errors import json_error
@@ -99,7 +99,7 @@ def check_copies(events: int, size: int, cap: int) -> None:
 def answer(persisted: Persisted, incoming: list[Incoming]) -> web.Response:
     accepted = persisted.accepted
     if accepted.duplicate_of:
-        return web.json_response({"event_id": accepted.duplicate_of, "status": "duplicate"}, status=200)
+        return json_answer({"event_id": accepted.duplicate_of, "status": "duplicate"}, 200)
     body: dict[str, object] = {"event_id": accepted.event_ids[0], "status": accepted.statuses[0]}
     reason = incoming[0].ignore_reason
     if reason:
@@ -109,7 +109,13 @@ def answer(persisted: Persisted, incoming: list[Incoming]) -> web.Response:
         body["statuses"] = accepted.statuses
     if persisted.spooled:
         body["spooled"] = True
-    return web.json_response(body, status=202)
+    return json_answer(body, 202)
+
+
+def json_answer(body: dict[str, object], status: int) -> web.Response:
+    """web.json_response's answer at under half its cost (pydantic-core's encoder, not json.dumps): it is
+    sent for every webhook."""
+    return web.Response(body=to_json(body), status=status, content_type="application/json", charset="utf-8")
 
 
 async def expect_continue(request: web.Request) -> web.StreamResponse | None:

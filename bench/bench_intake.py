@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -157,16 +158,22 @@ def spawn(args: list[str], env: dict[str, str], log: Path, cwd: Path = ROOT) -> 
 
 
 def spawn_web(
-    redis_url: str, data_dir: Path, port: int, log: Path, cwd: Path = ROOT
+    redis_url: str, data_dir: Path, port: int, log: Path, cwd: Path = ROOT, wrapper: Sequence[str] = ()
 ) -> subprocess.Popen[bytes]:
-    """A `broker web` on `port` with a data directory (a spool) of its own, as each pod has its own."""
+    """A `broker web` on `port` with a data directory (a spool) of its own, as each pod has its own.
+    `wrapper`: a command that runs it (a profiler)."""
     env = {
         **os.environ,
         "BROKER_REDIS_URL": redis_url,
         "BROKER_DATA_DIR": str(data_dir),
         "BROKER_GITEA_SECRET": SECRET,
     }
-    return spawn([sys.executable, "-m", "broker.cli", "web", "--port", str(port)], env, log, cwd)
+    return spawn([*wrapper, sys.executable, "-m", "broker.cli", "web", "--port", str(port)], env, log, cwd)
+
+
+def spawn_bare(port: int, log: Path, wrapper: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+    """The baseline endpoint (`bare_server`) on `port`."""
+    return spawn([*wrapper, sys.executable, __file__, "--bare-server", str(port)], dict(os.environ), log)
 
 
 def pin(servers: list[int], others: list[int]) -> set[int] | None:
@@ -235,10 +242,7 @@ async def measure(
     tmp.mkdir()
     bare_ports = [free_port() for _ in range(replicas)]
     ports = [free_port() for _ in range(replicas)]
-    bare = [
-        spawn([sys.executable, __file__, "--bare-server", str(port)], dict(os.environ), tmp / f"bare-{port}")
-        for port in bare_ports
-    ]
+    bare = [spawn_bare(port, tmp / f"bare-{port}") for port in bare_ports]
     webs = [
         spawn_web(redis_server.url, tmp / f"data-{index}", port, tmp / f"web-{port}")
         for index, port in enumerate(ports)

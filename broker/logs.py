@@ -8,9 +8,10 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
 from pydantic_core import to_json
+
+from broker.utc_text import SecondText
 
 current_event_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("event_id", default=None)
 
@@ -27,17 +28,12 @@ def event_context(event_id: str | None) -> Iterator[None]:
 class JsonFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__()
-        self._second = -1.0
-        self._second_text = ""
+        self._seconds = SecondText()
 
     def timestamp(self, created: float) -> str:
-        """`created` in ISO 8601 UTC to the millisecond; the date and time of day are formatted once per
-        second (the intake logs a line per webhook)."""
+        """`created` in ISO 8601 UTC to the millisecond."""
         second, fraction = divmod(created, 1)
-        if second != self._second:
-            self._second = second
-            self._second_text = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        return f"{self._second_text}.{int(fraction * 1000):03d}+00:00"
+        return f"{self._seconds(int(second))}.{int(fraction * 1000):03d}+00:00"
 
     def format(self, record: logging.LogRecord) -> str:
         line = {

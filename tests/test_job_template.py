@@ -160,7 +160,9 @@ def test_a_template_records_without_touching_redis(sync_redis: redis.Redis) -> N
     assert {command[0] for command in recorder.commands} >= {"HSET", "RPUSH"}
 
 
-@pytest.mark.parametrize("microsecond", [0, 7, 999_999])
-def test_times_are_written_as_rq_writes_them(microsecond: int) -> None:
-    moment = datetime(2026, 11, 27, 6, 5, 4, microsecond, tzinfo=UTC)
-    assert rq_time(moment) == utcformat(moment)
+def test_times_are_written_as_rq_writes_them() -> None:
+    # In and out of seconds, so that the text kept for one second is not reused for another.
+    for second, microsecond in [(4, 0), (4, 7), (5, 999_999), (4, 999_999), (59, 1)]:
+        moment = datetime(2026, 11, 27, 6, 5, second, microsecond, tzinfo=UTC)
+        epoch_us = int(moment.replace(microsecond=0).timestamp()) * 1_000_000 + microsecond
+        assert rq_time(epoch_us) == utcformat(moment)

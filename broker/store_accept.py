@@ -162,8 +162,7 @@ class AcceptBatcher:
             results = await self._call(batch)
         except Exception as exc:
             if redis_unavailable(exc):
-                self._fail([*batch, *self._pending], exc)
-                self._pending = []
+                self._fail_with_pending(batch, exc)
             elif len(batch) == 1:
                 self._fail(batch, exc)
             else:
@@ -187,12 +186,17 @@ class AcceptBatcher:
                 [result] = await self._call([item])
             except Exception as exc:
                 if redis_unavailable(exc):
-                    self._fail(batch[index:], exc)
+                    self._fail_with_pending(batch[index:], exc)
                     return
                 self._fail([item], exc)
                 continue
             if not item.done.done():
                 item.done.set_result(None if result == item.own_id else result or None)
+
+    def _fail_with_pending(self, deliveries: list[_Delivery], exc: Exception) -> None:
+        """Redis is unavailable: the deliveries waiting for the next call would fail the same way."""
+        self._fail([*deliveries, *self._pending], exc)
+        self._pending = []
 
     @staticmethod
     def _fail(deliveries: list[_Delivery], exc: Exception) -> None:

@@ -192,16 +192,18 @@ class EventStore:
         for item, event_id in zip(incoming, ids, strict=True):
             event = Event.from_incoming(item, event_id=event_id, received_at=received_at)
             write_event(pipe, event, ttl_s=self.retention_s, payload_json=item.payload_json)
-            for key in item.dedup_keys:
-                pipe.execute_command("SET", dedup_key(key), event.id, "EX", str(self.dedup_ttl_s))
             events.append(event)
-        # The jobs after the records: a delivery Redis refuses part-way (AcceptBatcher) queues no job.
+        # The jobs, then the dedup keys, after the records: a delivery Redis refuses part-way (see
+        # AcceptBatcher) queues no job, and its retry is not taken for a copy of it.
         for event in events:
             if event.status == "queued":
                 enqueue_event_job(self.queue, pipe, event.id, self.retry)
             elif event.team:
                 # Teams may subscribe to "event.ignored"; the fan-out runs in a worker, not here.
                 enqueue_event_job(self.queue, pipe, event.id, None, func=ANNOUNCE_JOB)
+        for item, event in zip(incoming, events, strict=True):
+            for key in item.dedup_keys:
+                pipe.execute_command("SET", dedup_key(key), event.id, "EX", str(self.dedup_ttl_s))
         return events
 
     async def get(self, event_id: str) -> Event | None:

@@ -10,7 +10,9 @@ import pytest
 import redis
 import redis.asyncio as aredis
 
+from broker.queue import event_queue
 from broker.settings import Settings
+from broker.store import EventStore
 
 REDIS_HOST = os.environ.get("BROKER_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("BROKER_TEST_REDIS_PORT", "6379"))
@@ -70,3 +72,16 @@ async def client(aiohttp_client, settings: Settings):
 
 def admin_headers() -> dict[str, str]:
     return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+def intake_store(settings: Settings, connection: redis.Redis) -> EventStore:
+    """The web tier's event store over `settings.redis_url`, for tests that drive the intake without the
+    app (`connection` builds the rq jobs). Close it with `await store.redis.aclose()`."""
+    return EventStore(
+        aredis.Redis.from_url(settings.redis_url),
+        event_queue(settings, connection),
+        retry=None,
+        dedup_ttl_s=60,
+        retention_s=60,
+        accept_timeout_s=settings.redis_timeout_s,
+    )

@@ -12,21 +12,19 @@ from datetime import UTC, datetime
 
 import pytest
 import redis
-import redis.asyncio as aredis
 from rq import Queue
 
 from broker.app import create_app
-from broker.queue import event_queue
 from broker.settings import Settings
 from broker.spool import Journal, SpoolEntry
 from broker.spool_drain import Intake
-from broker.store import EventStore, assign_event_ids, event_key, index_key
+from broker.store import assign_event_ids, event_key, index_key
 from broker.store_accept import redis_unavailable
 from handlers import gitea
 from handlers.models import Incoming
 from tests import payloads
 from tests.burst import gitea_delivery, wait_drained
-from tests.conftest import GITEA_SECRET, admin_headers
+from tests.conftest import GITEA_SECRET, admin_headers, intake_store
 from tests.redis_server import RedisServer, embedded_redis_binary, redis_server_binary
 from tests.signing import gitea_headers
 
@@ -49,16 +47,9 @@ def queued_event_ids(connection: redis.Redis) -> list[str]:
 
 @pytest.fixture
 async def store(settings: Settings, sync_redis: redis.Redis):
-    client = aredis.Redis.from_url(settings.redis_url)
-    yield EventStore(
-        client,
-        event_queue(settings, sync_redis),
-        retry=None,
-        dedup_ttl_s=60,
-        retention_s=60,
-        accept_timeout_s=settings.redis_timeout_s,
-    )
-    await client.aclose()
+    store = intake_store(settings, sync_redis)
+    yield store
+    await store.redis.aclose()
 
 
 async def test_a_refused_delivery_fails_alone_and_its_call_mates_are_stored_once(store, sync_redis):

@@ -12,20 +12,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import redis.asyncio as aredis
 from prometheus_client import REGISTRY
 from rq import Queue
 
 from broker.app import create_app
-from broker.queue import event_queue
 from broker.settings import Settings
 from broker.spool import Journal, SpoolEntry, SpoolLocked
 from broker.spool_drain import Intake, open_journal
-from broker.store import EventStore
 from handlers import gitea
 from tests import payloads
 from tests.burst import delivery, gitea_delivery, post_all, wait_drained
-from tests.conftest import GITEA_SECRET, HARBOR_AUTH, admin_headers
+from tests.conftest import GITEA_SECRET, HARBOR_AUTH, admin_headers, intake_store
 from tests.redis_server import RedisServer
 from tests.signing import gitea_headers, harbor_headers
 
@@ -196,20 +193,12 @@ async def test_torn_tail_skipped_and_corrupt_line_set_aside(settings, own_redis,
     journal.open()
     own = settings.model_copy(update={"redis_url": own_redis.url})
     connection = own_redis.client()
-    async_client = aredis.Redis.from_url(own_redis.url)
-    store = EventStore(
-        async_client,
-        event_queue(own, connection),
-        retry=None,
-        dedup_ttl_s=60,
-        retention_s=60,
-        accept_timeout_s=own.redis_timeout_s,
-    )
+    store = intake_store(own, connection)
     try:
         replayed = await Intake(store, journal, own).drain()
     finally:
         journal.close()
-        await async_client.aclose()
+        await store.redis.aclose()
         connection.close()
     assert replayed == 3, "two entries replayed, one set aside, the torn tail skipped"
     assert queued_event_ids(own_redis) == [good[0].event_ids[0], good[1].event_ids[0]]

@@ -293,9 +293,10 @@ def summarise(replicas: int, results: dict[str, list[Result]], redis_server: Red
         f"p99={percentile(latencies, 99) * 1000:.1f} ms"
     )
     verdict = "meets" if ratio >= TARGET_RATIO else "BELOW"
-    shown = ", ".join(f"{r:.2f}" for r in ratios)
+    # Three digits: at two, a 0.347 would read as "0.35 BELOW target 0.35".
+    shown = ", ".join(f"{r:.3f}" for r in ratios)
     return (
-        f"{replicas} process(es) per server: ratio broker/bare = {ratio:.2f} "
+        f"{replicas} process(es) per server: ratio broker/bare = {ratio:.3f} "
         f"(median of {shown}; {verdict} target {TARGET_RATIO})"
     )
 

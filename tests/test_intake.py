@@ -3,14 +3,17 @@ table, and what each leaves behind (an event, a log entry, a job — or nothing)
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from rq import Queue
 
+from broker.store import assign_event_ids, event_key
+from handlers import gitea, harbor
 from tests import payloads
-from tests.conftest import ADMIN_TOKEN, DRONE_SECRET, GITEA_SECRET, HARBOR_AUTH, admin_headers
+from tests.conftest import ADMIN_TOKEN, DRONE_SECRET, GITEA_SECRET, HARBOR_AUTH, admin_headers, intake_store
 from tests.signing import drone_headers, gitea_headers, harbor_headers
 
 
@@ -129,6 +132,41 @@ async def test_harbor_delivery_with_two_resources_becomes_two_events(client, syn
         assert record["image"] == "harbor.example.com/team-demo/hello"
     assert tags == ["1.4.2", "latest"]
     assert len(queued_jobs(sync_redis)) == 2
+
+
+async def test_deliveries_sharing_a_script_call_each_store_their_records_whole(settings, sync_redis):
+    """Deliveries submitted in one loop turn share one accept call, each with its records (one per event)
+    passed beside its other writes: every record lands whole under its own id, with its expiry."""
+
+    def harbor_delivery(*tags: str):
+        resources = [payloads.harbor_resource(tag=tag, digest=payloads.DIGEST) for tag in tags]
+        return harbor.parse(harbor_headers(HARBOR_AUTH), payloads.harbor_push(resources=resources))
+
+    body = payloads.gitea_push(after=payloads.fake_sha("shared-call"))
+    deliveries = [
+        harbor_delivery("1.0.0", "1.0.1", "1.0.2"),
+        gitea.parse(gitea_headers(body, GITEA_SECRET, delivery="shared-call"), body),
+        harbor_delivery("2.0.0", "2.0.1"),
+    ]
+    now = datetime.now(UTC)
+    ids = [assign_event_ids(now, len(delivery)) for delivery in deliveries]
+    store = intake_store(settings, sync_redis)
+    try:
+        outcomes = await asyncio.gather(
+            *(store.accept(d, received_at=now, event_ids=i) for d, i in zip(deliveries, ids, strict=True))
+        )
+    finally:
+        await store.redis.aclose()
+
+    for delivery, event_ids, outcome in zip(deliveries, ids, outcomes, strict=True):
+        assert outcome.duplicate_of is None and outcome.event_ids == event_ids
+        for item, event_id in zip(delivery, event_ids, strict=True):
+            record = json.loads(sync_redis.get(event_key(event_id)))
+            assert (record["id"], record["source"], record["tag"]) == (event_id, item.source, item.tag)
+            assert record["payload"] == json.loads(item.payload_json)
+            assert 0 < sync_redis.ttl(event_key(event_id)) <= 60
+    every_id = [event_id for event_ids in ids for event_id in event_ids]
+    assert sorted(job.split("-")[1] for job in queued_jobs(sync_redis)) == sorted(every_id)
 
 
 async def test_harbor_cloudevents_format(client):

@@ -178,9 +178,8 @@ class EventStore:
         events = self._queue_writes(recorder, incoming, received_at, ids)
         dedup_keys = [dedup_key(k) for item in incoming for k in item.dedup_keys]
         first_key = event_key(ids[0])
-        # The first record last of all: its presence means the whole delivery was written.
-        records = recorder.take_sets([*map(event_key, ids[1:]), first_key])
-        seen = await self._batcher.submit(dedup_keys, first_key, ids[0], recorder, records)
+        recorder.move_to_end("SET", first_key)
+        seen = await self._batcher.submit(dedup_keys, first_key, ids[0], recorder)
         if seen:
             first = seen.decode()
             return Accepted(event_ids=[first], statuses=["duplicate"], duplicate_of=first)
@@ -194,9 +193,8 @@ class EventStore:
             event = Event.from_incoming(item, event_id=event_id, received_at=received_at)
             write_event(pipe, event, ttl_s=self.retention_s, payload_json=item.payload_json)
             events.append(event)
-        # The jobs, then the dedup keys, after the indexes and change entries (and the records after
-        # all: `accept`): a delivery Redis refuses part-way (see AcceptBatcher) queues no job, and its
-        # retry is not taken for a copy of it.
+        # The jobs, then the dedup keys, after the records: a delivery Redis refuses part-way (see
+        # AcceptBatcher) queues no job, and its retry is not taken for a copy of it.
         for event in events:
             if event.status == "queued":
                 enqueue_event_job(self.queue, pipe, event.id, self.retry)

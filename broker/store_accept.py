@@ -23,26 +23,20 @@ import redis.asyncio as aredis
 from redis import exceptions as redis_errors
 from redis.commands import CoreCommands
 
-# ARGV: per delivery, a MessagePack array [keys, first event id, commands, records], then the records' values.
-# `keys`: its dedup keys then its first event's key; `commands`: its writes as arrays of arguments;
-# `records`: its event records as [key, expiry arguments...], whose values are the arguments that follow.
-# Answers a MessagePack array (one reply for redis-py to parse instead of one per delivery), one entry per
-# delivery: false when written, else the event id it duplicates (its own id when its record is already
-# there: a re-drained spool entry). A dedup key pointing at the delivery's own id does not count, so a
-# delivery whose writes were cut short is completed on replay; the records are written after everything
-# else, the first event's last.
-# MessagePack because it is packed in C on both sides (Redis embeds cmsgpack): a delivery's writes are one
-# argument instead of a hundred, each of which redis-py would frame in Python and Redis parse. The keys
-# travel in it too rather than as KEYS: the writes name keys of their own anyway (standalone Redis only, as
-# rq). The records, which carry the sender's payload, travel beside it: Redis's Lua hashes every byte of
-# every string a script makes, and a record inside the MessagePack would be made twice (the argument, then
-# the string unpacked from it).
+# ARGV: one entry per delivery, each a MessagePack array [keys, first event id, commands]: its dedup keys
+# then its first event's key, and its writes as arrays of arguments. Answers a MessagePack array (one
+# reply for redis-py to parse instead of one per delivery), one entry per delivery: false when written,
+# else the event id it duplicates (its own id when its record is already there: a re-drained spool entry).
+# A dedup key pointing at the delivery's own id does not count, so a delivery whose writes were cut short
+# is completed on replay; the first event's record is written last.
+# MessagePack because it is packed in C on both sides (Redis embeds cmsgpack): a delivery is one argument
+# instead of a hundred, each of which redis-py would frame in Python and Redis parse. The keys travel in
+# it too rather than as KEYS: the writes name keys of their own anyway (standalone Redis only, as rq).
 ACCEPT_SCRIPT = """
 local results = {}
-local at = 1
-while at <= #ARGV do
-  local delivery = cmsgpack.unpack(ARGV[at])
-  local keys, own, commands, records = delivery[1], delivery[2], delivery[3], delivery[4]
+for d = 1, #ARGV do
+  local delivery = cmsgpack.unpack(ARGV[d])
+  local keys, own, commands = delivery[1], delivery[2], delivery[3]
   local found = redis.call('MGET', unpack(keys))
   local seen = false
   for i = 1, #keys - 1 do
@@ -54,10 +48,8 @@ while at <= #ARGV do
   if not seen and found[#keys] then seen = own end
   if not seen then
     for _, command in ipairs(commands) do redis.call(unpack(command)) end
-    for i, record in ipairs(records) do redis.call('SET', record[1], ARGV[at + i], unpack(record, 2)) end
   end
-  results[#results + 1] = seen
-  at = at + 1 + #records
+  results[d] = seen
 end
 return cmsgpack.pack(results)
 """
@@ -99,38 +91,25 @@ class CommandRecorder(CoreCommands):
         self.commands.append(args)
         return self
 
-    def take_sets(self, keys: Sequence[str]) -> list[tuple[Any, ...]]:
-        """Remove the SETs on `keys` and return them in the order of `keys` (the event records, which
-        ACCEPT_SCRIPT writes apart and last)."""
-        wanted = set(keys)
-        taken: dict[str, tuple[Any, ...]] = {}
-        kept: list[tuple[Any, ...]] = []
-        for args in self.commands:
-            if args[0] == "SET" and args[1] in wanted and args[1] not in taken:
-                taken[args[1]] = args
-            else:
-                kept.append(args)
-        self.commands = kept
-        return [taken[key] for key in keys]
+    def move_to_end(self, command: str, key: str) -> None:
+        """Apply the first `command` on `key` last (the record whose presence means "all written")."""
+        for index, args in enumerate(self.commands):
+            if args[0] == command and args[1] == key:
+                self.commands.append(self.commands.pop(index))
+                return
 
 
-def pack_delivery(
-    keys: list[str], first_id: str, writes: CommandRecorder, records: Sequence[tuple[Any, ...]]
-) -> tuple[bytes | str, ...]:
-    """A delivery as ACCEPT_SCRIPT's arguments: its MessagePack array, then its records' values (`records`:
-    SET commands taken from `writes`, written in that order). Every argument of every command must be text
-    (str or bytes; numbers in decimal, as Redis receives them anyway): a None would arrive as nil and shift
-    the arguments of its command, so the writers pass text only and JobTemplate refuses rq values that are
-    not. Both go as MessagePack's raw strings: the cmsgpack in Redis predates the bin types."""
-    heads = [(key, *options) for _, key, _, *options in records]
-    packed = msgpack.packb([keys, first_id, writes.commands, heads], use_bin_type=False)
-    return (packed, *(value for _, _, value, *_ in records))
+def pack_delivery(keys: list[str], first_id: str, writes: CommandRecorder) -> bytes:
+    """A delivery as ACCEPT_SCRIPT reads it. Every argument of every command must be text (str or bytes;
+    numbers in decimal, as Redis receives them anyway): a None would arrive as nil and shift the arguments
+    of its command, so the writers pass text only and JobTemplate refuses rq values that are not. Both go
+    as MessagePack's raw strings: the cmsgpack in Redis predates the bin types."""
+    return msgpack.packb([keys, first_id, writes.commands], use_bin_type=False)
 
 
 @dataclass
 class _Delivery:
-    args: tuple[bytes | str, ...]
-    size: int
+    packed: bytes
     own_id: bytes
     done: asyncio.Future[bytes | None] = field(repr=False)
 
@@ -156,17 +135,12 @@ class AcceptBatcher:
         self._flusher: asyncio.Task[None] | None = None
 
     async def submit(
-        self,
-        dedup_keys: Sequence[str],
-        first_key: str,
-        first_id: str,
-        writes: CommandRecorder,
-        records: Sequence[tuple[Any, ...]],
+        self, dedup_keys: Sequence[str], first_key: str, first_id: str, writes: CommandRecorder
     ) -> bytes | None:
         """None when written, else the event id the delivery duplicates."""
         done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        args = pack_delivery([*dedup_keys, first_key], first_id, writes, records)
-        delivery = _Delivery(args, sum(map(len, args)), first_id.encode(), done)
+        packed = pack_delivery([*dedup_keys, first_key], first_id, writes)
+        delivery = _Delivery(packed, first_id.encode(), done)
         self._pending.append(delivery)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
@@ -200,7 +174,7 @@ class AcceptBatcher:
 
     async def _call(self, batch: list[_Delivery]) -> list[bytes | Literal[False]]:
         async with asyncio.timeout(self._timeout_s):
-            reply = await self._script(args=[arg for item in batch for arg in item.args])
+            reply = await self._script(args=[item.packed for item in batch])
         results: list[bytes | Literal[False]] = msgpack.unpackb(reply, raw=True)
         return results
 
@@ -234,7 +208,7 @@ class AcceptBatcher:
         size = 0
         count = 0
         for item in self._pending:
-            size += item.size
+            size += len(item.packed)
             if count and (count == MAX_BATCH or size > MAX_BATCH_BYTES):
                 break
             count += 1

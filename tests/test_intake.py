@@ -135,8 +135,8 @@ async def test_harbor_delivery_with_two_resources_becomes_two_events(client, syn
 
 
 async def test_deliveries_sharing_a_script_call_each_store_their_records_whole(settings, sync_redis):
-    """Deliveries submitted in one loop turn share one accept call, each with its records (one per event)
-    passed beside its other writes: every record lands whole under its own id, with its expiry."""
+    """Deliveries submitted in one loop turn share one accept call, each with as many records as it has
+    events: every record lands whole under its own id, with its expiry, and every event gets its job."""
 
     def harbor_delivery(*tags: str):
         resources = [payloads.harbor_resource(tag=tag, digest=payloads.DIGEST) for tag in tags]

@@ -156,6 +156,11 @@ class AcceptBatcher:
                     item.done.cancel()
                 self._pending = []
                 raise
+            except Exception as exc:
+                # Redis's answers are all settled in _run: this is a fault in settling them (a script
+                # answering the wrong number of results, say). Its deliveries fail with it (their handlers
+                # answer 500) rather than wait forever, and the next batch goes on.
+                self._fail(batch, exc)
 
     async def _run(self, batch: list[_Delivery]) -> None:
         try:

@@ -69,7 +69,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     )
     yield
     await client.aclose()
-    await store_client.aclose()
+    await app[keys.STORE].aclose()
     queue.connection.close()
 
 

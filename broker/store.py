@@ -209,6 +209,10 @@ class EventStore:
     async def get(self, event_id: str) -> Event | None:
         return decode_event(await self.redis.get(event_key(event_id)))
 
+    async def aclose(self) -> None:
+        await self._batcher.aclose()
+        await self.redis.aclose()
+
     async def probe_write(self) -> None:
         await self.redis.set(WRITE_PROBE, "1", ex=60)
 

@@ -129,10 +129,18 @@ class AcceptBatcher:
     that only the one Redis refuses fails."""
 
     def __init__(self, redis_client: aredis.Redis, timeout_s: float) -> None:
-        self._script = redis_client.register_script(ACCEPT_SCRIPT)
+        # With one call in flight at a time, one connection of the client's pool is all this needs: kept
+        # for good, it spares every call the pool's checkout and return (which probes the socket), a
+        # quarter of the client's CPU per call. Same pool, same timeouts and retries; `aclose` returns it.
+        pool = redis_client.connection_pool
+        self._client = aredis.Redis(connection_pool=pool, single_connection_client=True)
+        self._script = self._client.register_script(ACCEPT_SCRIPT)
         self._timeout_s = timeout_s
         self._pending: list[_Delivery] = []
         self._flusher: asyncio.Task[None] | None = None
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
 
     async def submit(
         self, dedup_keys: Sequence[str], first_key: str, first_id: str, writes: CommandRecorder

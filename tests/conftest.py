@@ -76,7 +76,7 @@ def admin_headers() -> dict[str, str]:
 
 def intake_store(settings: Settings, connection: redis.Redis) -> EventStore:
     """The web tier's event store over `settings.redis_url`, for tests that drive the intake without the
-    app (`connection` builds the rq jobs). Close it with `await store.redis.aclose()`."""
+    app (`connection` builds the rq jobs). Close it with `await store.aclose()`."""
     return EventStore(
         aredis.Redis.from_url(settings.redis_url),
         event_queue(settings, connection),

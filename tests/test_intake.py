@@ -156,7 +156,7 @@ async def test_deliveries_sharing_a_script_call_each_store_their_records_whole(s
             *(store.accept(d, received_at=now, event_ids=i) for d, i in zip(deliveries, ids, strict=True))
         )
     finally:
-        await store.redis.aclose()
+        await store.aclose()
 
     for delivery, event_ids, outcome in zip(deliveries, ids, outcomes, strict=True):
         assert outcome.duplicate_of is None and outcome.event_ids == event_ids

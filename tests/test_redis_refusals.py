@@ -49,7 +49,7 @@ def queued_event_ids(connection: redis.Redis) -> list[str]:
 async def store(settings: Settings, sync_redis: redis.Redis):
     store = intake_store(settings, sync_redis)
     yield store
-    await store.redis.aclose()
+    await store.aclose()
 
 
 async def test_a_refused_delivery_fails_alone_and_its_call_mates_are_stored_once(store, sync_redis):

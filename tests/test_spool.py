@@ -198,7 +198,7 @@ async def test_torn_tail_skipped_and_corrupt_line_set_aside(settings, own_redis,
         replayed = await Intake(store, journal, own).drain()
     finally:
         journal.close()
-        await store.redis.aclose()
+        await store.aclose()
         connection.close()
     assert replayed == 3, "two entries replayed, one set aside, the torn tail skipped"
     assert queued_event_ids(own_redis) == [good[0].event_ids[0], good[1].event_ids[0]]

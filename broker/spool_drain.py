@@ -154,7 +154,7 @@ class Intake:
                     await self.probe()
                 if self.journal is not None and self.journal.pending_bytes:
                     await self.drain()
-            except (RedisError, TimeoutError) as exc:
+            except (RedisError, OSError, TimeoutError) as exc:  # what `probe` and `persist` take as lost
                 self.link.lost(exc)
             except Exception:
                 log.exception("spool drain failed; retrying")

@@ -156,7 +156,7 @@ class EventStore:
         self.redis = redis_client
         self.queue = queue
         self.retry = retry
-        self.dedup_ttl_s = dedup_ttl_s
+        self._dedup_ttl = str(dedup_ttl_s)
         self.retention_s = retention_s
         self._batcher = AcceptBatcher(redis_client, accept_timeout_s)
 
@@ -176,7 +176,13 @@ class EventStore:
         ids = list(event_ids)
         recorder = CommandRecorder()
         events = self._queue_writes(recorder, incoming, received_at, ids)
-        dedup_keys = [dedup_key(k) for item in incoming for k in item.dedup_keys]
+        # The dedup keys after the records and jobs: a delivery Redis refuses part-way (see
+        # AcceptBatcher) leaves none of them behind, so its retry is not taken for a copy of it.
+        dedup_keys: list[str] = []
+        for item, event in zip(incoming, events, strict=True):
+            for name in map(dedup_key, item.dedup_keys):
+                recorder.execute_command("SET", name, event.id, "EX", self._dedup_ttl)
+                dedup_keys.append(name)
         first_key = event_key(ids[0])
         recorder.move_to_end("SET", first_key)
         seen = await self._batcher.submit(dedup_keys, first_key, ids[0], recorder)
@@ -193,17 +199,13 @@ class EventStore:
             event = Event.from_incoming(item, event_id=event_id, received_at=received_at)
             write_event(pipe, event, ttl_s=self.retention_s, payload_json=item.payload_json)
             events.append(event)
-        # The jobs, then the dedup keys, after the records: a delivery Redis refuses part-way (see
-        # AcceptBatcher) queues no job, and its retry is not taken for a copy of it.
+        # The jobs after the records: a delivery Redis refuses part-way (see AcceptBatcher) queues none.
         for event in events:
             if event.status == "queued":
                 enqueue_event_job(self.queue, pipe, event.id, self.retry)
             elif event.team:
                 # Teams may subscribe to "event.ignored"; the fan-out runs in a worker, not here.
                 enqueue_event_job(self.queue, pipe, event.id, None, func=ANNOUNCE_JOB)
-        for item, event in zip(incoming, events, strict=True):
-            for key in item.dedup_keys:
-                pipe.execute_command("SET", dedup_key(key), event.id, "EX", str(self.dedup_ttl_s))
         return events
 
     async def get(self, event_id: str) -> Event | None:

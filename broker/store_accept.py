@@ -60,6 +60,7 @@ MAX_BATCH_BYTES = 2 * 1024 * 1024
 # Redis taking no writes at all, whatever is sent: unreachable, hung, or answering that it cannot write.
 UNREACHABLE = (TimeoutError, OSError, redis_errors.ConnectionError, redis_errors.TimeoutError)
 CANNOT_WRITE = (redis_errors.ReadOnlyError, redis_errors.OutOfMemoryError)
+_NO_WRITES = UNREACHABLE + CANNOT_WRITE
 
 
 def redis_unavailable(exc: BaseException) -> bool:
@@ -67,7 +68,7 @@ def redis_unavailable(exc: BaseException) -> bool:
     unreachable, a read-only replica (after a failover), or out of memory. Any other error Redis answers is
     about what was sent. Redis 6 reports a refused write inside a script as a script error quoting it,
     which redis-py cannot map to its class: hence the text test."""
-    if isinstance(exc, UNREACHABLE + CANNOT_WRITE):
+    if isinstance(exc, _NO_WRITES):
         return True
     return isinstance(exc, redis_errors.ResponseError) and any(
         f"-{code} " in str(exc) for code in ("OOM", "READONLY")

@@ -23,7 +23,7 @@ from rq import Callback, Queue, Retry
 from rq.serializers import DefaultSerializer
 from rq.utils import utcformat, utcparse
 
-from broker.store_accept import CommandRecorder
+from broker.store_accept import UNDOABLE, CommandRecorder
 from broker.utc_text import SecondText
 
 EVENT_JOB_TIMEOUT_S = 600
@@ -151,6 +151,10 @@ class JobTemplate:
         untyped = [arg for command in first for arg in command if not isinstance(arg, str | bytes)]
         if untyped:
             raise RuntimeError(f"rq writes job values that are not text: {untyped!r}")
+        # A delivery Redis refuses part-way has its writes undone by the accept script, command by command.
+        beyond_undo = {command[0] for command in first} - UNDOABLE
+        if beyond_undo:
+            raise RuntimeError(f"rq writes jobs with commands the accept script cannot undo: {beyond_undo}")
         # Each command with the slots to fill in it; a command without any is sent as rq wrote it.
         self._plan: list[tuple[tuple[Any, ...], list[tuple[int, Slot]]]] = [
             (

@@ -176,8 +176,6 @@ class EventStore:
         ids = list(event_ids)
         recorder = CommandRecorder()
         events = self._queue_writes(recorder, incoming, received_at, ids)
-        # The dedup keys after the records and jobs: a delivery Redis refuses part-way (see
-        # AcceptBatcher) leaves none of them behind, so its retry is not taken for a copy of it.
         dedup_keys: list[str] = []
         for item, event in zip(incoming, events, strict=True):
             for name in map(dedup_key, item.dedup_keys):
@@ -199,7 +197,6 @@ class EventStore:
             event = Event.from_incoming(item, event_id=event_id, received_at=received_at)
             write_event(pipe, event, ttl_s=self.retention_s, payload_json=item.payload_json)
             events.append(event)
-        # The jobs after the records: a delivery Redis refuses part-way (see AcceptBatcher) queues none.
         for event in events:
             if event.status == "queued":
                 enqueue_event_job(self.queue, pipe, event.id, self.retry)

@@ -22,37 +22,72 @@ import msgpack
 import redis.asyncio as aredis
 from redis import exceptions as redis_errors
 from redis.commands import CoreCommands
+from redis.connection import BaseParser
 
 # ARGV: one entry per delivery, each a MessagePack array [keys, first event id, commands]: its dedup keys
 # then its first event's key, and its writes as arrays of arguments. Answers a MessagePack array (one
 # reply for redis-py to parse instead of one per delivery), one entry per delivery: false when written,
-# else the event id it duplicates (its own id when its record is already there: a re-drained spool entry).
+# the event id it duplicates (its own id when its record is already there: a re-drained spool entry), or
+# [error text] when Redis refused one of its writes.
 # A dedup key pointing at the delivery's own id does not count, so a delivery whose writes were cut short
 # is completed on replay; the first event's record is written last.
+# Each delivery is all or nothing on its own: Redis applies a script's writes up to an error and keeps
+# them, so a delivery whose write Redis refuses (a key of the wrong type, out of memory) has the writes
+# it made undone, in reverse, and the others in the call go on. Every command the intake records has its
+# inverse here (UNDOABLE); the keys it SETs or HSETs are its own (fresh ids, or its dedup keys when no
+# other delivery holds them), so deleting them restores what was there. SADD only adds a name to a
+# registry (of queues, of index keys) that other entries share: it is kept.
 # MessagePack because it is packed in C on both sides (Redis embeds cmsgpack): a delivery is one argument
 # instead of a hundred, each of which redis-py would frame in Python and Redis parse. The keys travel in
 # it too rather than as KEYS: the writes name keys of their own anyway (standalone Redis only, as rq).
 ACCEPT_SCRIPT = """
-local results = {}
-for d = 1, #ARGV do
-  local delivery = cmsgpack.unpack(ARGV[d])
-  local keys, own, commands = delivery[1], delivery[2], delivery[3]
-  local found = redis.call('MGET', unpack(keys))
-  local seen = false
-  for i = 1, #keys - 1 do
-    if found[i] and found[i] ~= own then
-      seen = found[i]
-      break
+local function undo(commands, applied, stream_ids)
+  for i = applied, 1, -1 do
+    local command = commands[i]
+    local name, key = command[1], command[2]
+    if name == 'SET' or name == 'HSET' then
+      redis.call('DEL', key)
+    elseif name == 'ZADD' then
+      for j = 4, #command, 2 do redis.call('ZREM', key, command[j]) end
+    elseif name == 'RPUSH' then
+      for j = 3, #command do redis.call('LREM', key, -1, command[j]) end
+    elseif name == 'XADD' then
+      redis.call('XDEL', key, stream_ids[i])
+    elseif name ~= 'SADD' then
+      error('the accept script cannot undo ' .. name)
     end
   end
-  if not seen and found[#keys] then seen = own end
-  if not seen then
-    for _, command in ipairs(commands) do redis.call(unpack(command)) end
+end
+
+local results = {}
+for d = 1, #ARGV do
+  local commands, applied, stream_ids = {}, 0, {}
+  local ok, outcome = pcall(function()
+    local delivery = cmsgpack.unpack(ARGV[d])
+    local keys, own = delivery[1], delivery[2]
+    commands = delivery[3]
+    local found = redis.call('MGET', unpack(keys))
+    for i = 1, #keys - 1 do
+      if found[i] and found[i] ~= own then return found[i] end
+    end
+    if found[#keys] then return own end
+    for i, command in ipairs(commands) do
+      local reply = redis.call(unpack(command))
+      applied = i
+      if command[1] == 'XADD' then stream_ids[i] = reply end
+    end
+    return false
+  end)
+  if not ok then
+    undo(commands, applied, stream_ids)
+    outcome = {type(outcome) == 'table' and outcome.err or tostring(outcome)}
   end
-  results[d] = seen
+  results[d] = outcome
 end
 return cmsgpack.pack(results)
 """
+# The commands ACCEPT_SCRIPT can undo; JobTemplate refuses an rq whose jobs need any other.
+UNDOABLE = frozenset({"SET", "HSET", "ZADD", "RPUSH", "XADD", "SADD"})
 
 MAX_BATCH = 64
 MAX_BATCH_BYTES = 2 * 1024 * 1024
@@ -111,7 +146,6 @@ def pack_delivery(keys: list[str], first_id: str, writes: CommandRecorder) -> by
 @dataclass
 class _Delivery:
     packed: bytes
-    own_id: bytes
     done: asyncio.Future[bytes | None] = field(repr=False)
 
 
@@ -119,15 +153,14 @@ class AcceptBatcher:
     """Runs ACCEPT_SCRIPT for every submitted delivery, one call in flight at a time: what arrives
     meanwhile goes in the next call. A failed call fails every delivery in it (each then takes its own
     fallback, e.g. the spool); deliveries in a call that Redis did apply are recognised on replay.
+    What Redis refuses for one delivery fails that one alone, with its writes undone (ACCEPT_SCRIPT), as
+    the error redis-py would have raised for the refused command: a key of the wrong type is about the
+    delivery, out of memory or a read-only replica mean Redis takes no writes (`redis_unavailable`).
 
     Each call has a deadline of `timeout_s`, whatever redis-py's reconnects and retries add up to. When a
     call times out or loses its connection, the deliveries waiting for the next call fail with it: Redis
     is unreachable for them too, and so no delivery waits longer than about two deadlines. (One timer per
-    call, not per delivery: on the intake path a timer each cost more than the rest of the wait.)
-
-    Any other error (Redis refusing what one delivery asks, say a key of the wrong type) stops the script
-    at that delivery, with the ones before it written: each delivery of that call is then run alone, so
-    that only the one Redis refuses fails."""
+    call, not per delivery: on the intake path a timer each cost more than the rest of the wait.)"""
 
     def __init__(self, redis_client: aredis.Redis, timeout_s: float) -> None:
         # With one call in flight at a time, one connection of the client's pool is all this needs: kept
@@ -149,7 +182,7 @@ class AcceptBatcher:
         """None when written, else the event id the delivery duplicates."""
         done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
         packed = pack_delivery([*dedup_keys, first_key], first_id, writes)
-        delivery = _Delivery(packed, first_id.encode(), done)
+        delivery = _Delivery(packed, done)
         self._pending.append(delivery)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
@@ -177,35 +210,25 @@ class AcceptBatcher:
         except Exception as exc:
             if redis_unavailable(exc):
                 self._fail_with_pending(batch, exc)
-            elif len(batch) == 1:
-                self._fail(batch, exc)
             else:
-                await self._one_by_one(batch)
+                # Not one delivery's refusal (those come back as its result): a fault of the script
+                # itself, for every delivery in the call.
+                self._fail(batch, exc)
             return
         for item, result in zip(batch, results, strict=True):
-            if not item.done.done():
+            if item.done.done():
+                continue
+            if isinstance(result, list):
+                [refusal] = result
+                item.done.set_exception(BaseParser.parse_error(refusal.decode(errors="replace")))
+            else:
                 item.done.set_result(result or None)
 
-    async def _call(self, batch: list[_Delivery]) -> list[bytes | Literal[False]]:
+    async def _call(self, batch: list[_Delivery]) -> list[bytes | Literal[False] | list[bytes]]:
         async with asyncio.timeout(self._timeout_s):
             reply = await self._script(args=[item.packed for item in batch])
-        results: list[bytes | Literal[False]] = msgpack.unpackb(reply, raw=True)
+        results: list[bytes | Literal[False] | list[bytes]] = msgpack.unpackb(reply, raw=True)
         return results
-
-    async def _one_by_one(self, batch: list[_Delivery]) -> None:
-        """After a call failed part-way: each delivery alone. One that the failed call did write answers
-        with its own id, which here means written, not a duplicate."""
-        for index, item in enumerate(batch):
-            try:
-                [result] = await self._call([item])
-            except Exception as exc:
-                if redis_unavailable(exc):
-                    self._fail_with_pending(batch[index:], exc)
-                    return
-                self._fail([item], exc)
-                continue
-            if not item.done.done():
-                item.done.set_result(None if result == item.own_id else result or None)
 
     def _fail_with_pending(self, deliveries: list[_Delivery], exc: Exception) -> None:
         """Redis is unavailable: the deliveries waiting for the next call would fail the same way."""

@@ -1,9 +1,9 @@
 """Redis up but refusing: what it refuses for one delivery (here a key of the wrong type, as a hand-edited
-or foreign key would be) fails that delivery alone, with a 503 and nothing spooled, while the deliveries
-sharing its script call are stored once each; when Redis refuses every write (out of memory), deliveries
-wait in the spool as they do while it is unreachable. Real Redis servers throughout: the shared one, and
-throwaway ones of both the Debian server (Redis 7) and the embedded one (Redis 6, whose scripts report a
-refused write differently)."""
+or foreign key would be) fails that delivery alone, with a 503, nothing spooled and nothing of it left in
+Redis, while the deliveries sharing its script call are stored once each; when Redis refuses every write
+(out of memory), deliveries wait in the spool as they do while it is unreachable. Real Redis servers
+throughout: the shared one, and throwaway ones of both the Debian server (Redis 7) and the embedded one
+(Redis 6, whose scripts report a refused write differently)."""
 
 from __future__ import annotations
 
@@ -12,14 +12,15 @@ from datetime import UTC, datetime
 
 import pytest
 import redis
+import redis.asyncio as aredis
 from rq import Queue
 
 from broker.app import create_app
 from broker.settings import Settings
 from broker.spool import Journal, SpoolEntry
 from broker.spool_drain import Intake
-from broker.store import assign_event_ids, event_key, index_key
-from broker.store_accept import redis_unavailable
+from broker.store import CHANGES_STREAM, assign_event_ids, event_key, index_key
+from broker.store_accept import AcceptBatcher, CommandRecorder, redis_unavailable
 from handlers import gitea
 from handlers.models import Incoming
 from tests import payloads
@@ -52,29 +53,131 @@ async def store(settings: Settings, sync_redis: redis.Redis):
     await store.aclose()
 
 
-async def test_a_refused_delivery_fails_alone_and_its_call_mates_are_stored_once(store, sync_redis):
-    poison(sync_redis)
-    deliveries = [push(0), push(1, repo="poisoned"), push(2)]
-    assert deliveries[1][0].repo == POISONED_REPO
-    now = datetime.now(UTC)
-    ids = [assign_event_ids(now, 1) for _ in deliveries]
+def traces(connection: redis.Redis, event_id: str) -> list[str]:
+    """Every place the intake writes an event to that holds `event_id`."""
+    found = []
+    if connection.exists(event_key(event_id)):
+        found.append("record")
+    for key in connection.scan_iter("broker:events*", _type="zset"):
+        if connection.zscore(key, event_id) is not None:
+            found.append(key.decode())
+    if any(event_id.encode() in fields[b"event"] for _, fields in connection.xrange(CHANGES_STREAM)):
+        found.append("change entry")
+    if any(connection.get(key) == event_id.encode() for key in connection.scan_iter("broker:dedup:*")):
+        found.append("dedup key")
+    if list(connection.scan_iter(f"rq:job:event-{event_id}-*")):
+        found.append("job")
+    if any(f"-{event_id}-" in job for job in Queue("broker", connection=connection).job_ids):
+        found.append("queue entry")
+    return found
 
-    # Submitted in one loop turn, so one script call carries all three, the refused one in the middle:
-    # the first is written before Redis refuses the second.
+
+async def accept_together(store, deliveries: list[list[Incoming]]) -> tuple[list[object], list[list[str]]]:
+    """Submitted in one loop turn, so one script call carries them all."""
+    now = datetime.now(UTC)
+    ids = [assign_event_ids(now, len(delivery)) for delivery in deliveries]
     outcomes = await asyncio.gather(
         *(store.accept(d, received_at=now, event_ids=i) for d, i in zip(deliveries, ids, strict=True)),
         return_exceptions=True,
     )
+    return outcomes, ids
 
-    first, refused, third = outcomes
-    assert isinstance(refused, redis.ResponseError) and "WRONGTYPE" in str(refused)
-    assert not redis_unavailable(refused)
-    for outcome, event_ids in ((first, ids[0]), (third, ids[2])):
-        assert not isinstance(outcome, BaseException)
-        assert outcome.duplicate_of is None, "written by the failed call is written, not a duplicate"
-        assert outcome.event_ids == event_ids
-    assert queued_event_ids(sync_redis) == [ids[0][0], ids[2][0]], "each job once, none for the refused"
-    assert sync_redis.exists(event_key(ids[1][0])) == 0
+
+@pytest.mark.parametrize(
+    "binary", [redis_server_binary(), embedded_redis_binary()], ids=["redis-server", "embedded"]
+)
+async def test_a_refused_delivery_fails_alone_leaving_nothing_and_its_call_mates_are_stored_once(
+    settings, tmp_path, binary
+):
+    server = RedisServer(tmp_path / "redis", binary=binary).start()
+    connection = server.client()
+    store = intake_store(settings.model_copy(update={"redis_url": server.url}), connection)
+    try:
+        poison(connection)
+        # The refused one in the middle: Redis refuses its repo index after its record's other writes.
+        deliveries = [push(0), push(1, repo="poisoned"), push(2)]
+        assert deliveries[1][0].repo == POISONED_REPO
+        (first, refused, third), ids = await accept_together(store, deliveries)
+
+        assert isinstance(refused, redis.ResponseError) and "WRONGTYPE" in str(refused)
+        assert not redis_unavailable(refused)
+        assert traces(connection, ids[1][0]) == [], "its writes before the refusal are undone"
+        for outcome, event_ids in ((first, ids[0]), (third, ids[2])):
+            assert not isinstance(outcome, BaseException)
+            assert outcome.duplicate_of is None and outcome.event_ids == event_ids
+            stored = set(traces(connection, event_ids[0]))
+            assert {"record", "broker:events", "change entry", "dedup key", "job", "queue entry"} <= stored
+        assert queued_event_ids(connection) == [ids[0][0], ids[2][0]], "each job once, none for the refused"
+
+        # Once the key is mended, the sender's retry is stored: nothing it left is taken for a copy.
+        connection.delete(index_key("repo", POISONED_REPO))
+        [retried], [retried_ids] = await accept_together(store, [deliveries[1]])
+        assert not isinstance(retried, BaseException) and retried.duplicate_of is None
+        assert "broker:events:repo:" + POISONED_REPO in traces(connection, retried_ids[0])
+    finally:
+        await store.aclose()
+        connection.close()
+        server.kill()
+
+
+async def test_every_kind_of_write_a_refused_delivery_made_is_undone_exactly(settings, sync_redis):
+    """The undo, command by command, on keys that hold other entries too: a refusal after a SET, a ZADD,
+    an XADD, an HSET and an RPUSH (here a Lua error: too many arguments to unpack) removes just those."""
+    sync_redis.zadd("undo:zset", {"other": 0})
+    sync_redis.rpush("undo:list", "other", "mine", "other")
+    other_entry = sync_redis.xadd("undo:stream", {"f": "other"})
+    sync_redis.sadd("undo:registry", "other")
+    writes = CommandRecorder()
+    writes.execute_command("SET", "undo:string", "mine")
+    writes.execute_command("ZADD", "undo:zset", "0", "mine")
+    writes.execute_command("XADD", "undo:stream", "*", "f", "mine")
+    writes.execute_command("HSET", "undo:hash", "f", "mine")
+    writes.execute_command("RPUSH", "undo:list", "mine")
+    writes.execute_command("SADD", "undo:registry", "mine")
+    writes.execute_command("SADD", "undo:big", *map(str, range(10_000)))
+    fine = CommandRecorder()
+    fine.execute_command("SET", "undo:fine", "stored")
+    batcher = AcceptBatcher(aredis.Redis.from_url(settings.redis_url), timeout_s=5)
+    try:
+        refused, stored = await asyncio.gather(
+            batcher.submit(["undo:dedup"], "undo:string", "mine", writes),
+            batcher.submit(["undo:dedup:fine"], "undo:fine", "fine", fine),
+            return_exceptions=True,
+        )
+    finally:
+        await batcher.aclose()
+
+    assert isinstance(refused, redis.ResponseError) and "unpack" in str(refused)
+    assert stored is None and sync_redis.get("undo:fine") == b"stored"
+    assert sync_redis.exists("undo:string", "undo:hash", "undo:big") == 0
+    assert sync_redis.zrange("undo:zset", 0, -1) == [b"other"]
+    assert sync_redis.lrange("undo:list", 0, -1) == [b"other", b"mine", b"other"], "only the one pushed"
+    assert [entry_id for entry_id, _ in sync_redis.xrange("undo:stream")] == [other_entry]
+    assert sync_redis.smembers("undo:registry") == {b"other", b"mine"}, "a registry keeps the name"
+
+
+async def test_a_write_the_script_cannot_undo_fails_its_whole_call_loudly(settings, sync_redis):
+    """Only the commands ACCEPT_SCRIPT knows the inverse of may be refused part-way: any other would
+    leave a half-written delivery, so the call fails for every delivery in it, with the reason."""
+    sync_redis.set("undo:wrong-type", "a string")
+    writes = CommandRecorder()
+    writes.execute_command("EXPIRE", "undo:string", "60")
+    writes.execute_command("ZADD", "undo:wrong-type", "0", "mine")
+    fine = CommandRecorder()
+    fine.execute_command("SET", "undo:fine", "stored")
+    batcher = AcceptBatcher(aredis.Redis.from_url(settings.redis_url), timeout_s=5)
+    try:
+        outcomes = await asyncio.gather(
+            batcher.submit(["undo:dedup"], "undo:string", "mine", writes),
+            batcher.submit(["undo:dedup:fine"], "undo:fine", "fine", fine),
+            return_exceptions=True,
+        )
+    finally:
+        await batcher.aclose()
+
+    for outcome in outcomes:
+        assert isinstance(outcome, redis.ResponseError) and "cannot undo EXPIRE" in str(outcome)
+    assert sync_redis.exists("undo:fine") == 0
 
 
 async def test_a_refused_delivery_is_503_not_spooled_and_redis_stays_up(client, settings, sync_redis):

@@ -16,7 +16,7 @@ from ulid import ULID
 
 from broker.job_template import TEMPLATES
 from broker.store_accept import AcceptBatcher, CommandRecorder
-from handlers.models import FINAL_STATUSES, Event, Incoming
+from handlers.models import FINAL_STATUSES, Event, Incoming, NewEvent
 
 PREFIX = "broker:"
 ALL_INDEX = PREFIX + "events"
@@ -62,23 +62,17 @@ def id_floor(at: datetime) -> str:
 
 
 def write_event(
-    pipe: Any,
-    event: Event,
-    *,
-    ttl_s: int | None,
-    previous_status: str | None = None,
-    payload_json: str | None = None,
+    pipe: Any, event: Event | NewEvent, *, ttl_s: int | None, previous_status: str | None = None
 ) -> None:
     """Queue on `pipe` (sync or async pipeline, or the intake's recorder) the record, its indexes and its
     change entry. `ttl_s=None` keeps the record's current expiry (for updates made without the settings
-    at hand). `payload_json`: a new event's payload as the sender's JSON text (see Event.record_json).
-    Plain commands with text arguments (see CommandRecorder): redis-py's builders cost more than the
-    rest of the intake's Python."""
+    at hand). Plain commands with text arguments (see CommandRecorder): redis-py's builders cost more
+    than the rest of the intake's Python."""
     command = pipe.execute_command
     expiry = ("KEEPTTL",) if ttl_s is None else ("EX", str(ttl_s))
     # The live-tail entry is the record without its bulky parts (the page fetches those on demand).
     summary = event.summary_json()
-    record = event.record_json(summary=summary, payload_json=payload_json)
+    record = event.record_json(summary=summary)
     command("SET", event_key(event.id), record, *expiry)
     if previous_status is None:
         keys = [index_key(field, value) for field in INDEXED_FIELDS if (value := getattr(event, field))]
@@ -191,12 +185,10 @@ class EventStore:
 
     def _queue_writes(
         self, pipe: Any, incoming: Sequence[Incoming], received_at: datetime, ids: Sequence[str]
-    ) -> list[Event]:
-        events: list[Event] = []
-        for item, event_id in zip(incoming, ids, strict=True):
-            event = Event.from_incoming(item, event_id=event_id, received_at=received_at)
-            write_event(pipe, event, ttl_s=self.retention_s, payload_json=item.payload_json)
-            events.append(event)
+    ) -> list[NewEvent]:
+        events = [NewEvent(item, event_id, received_at) for item, event_id in zip(incoming, ids, strict=True)]
+        for event in events:
+            write_event(pipe, event, ttl_s=self.retention_s)
         for event in events:
             if event.status == "queued":
                 enqueue_event_job(self.queue, pipe, event.id, self.retry)

@@ -64,7 +64,7 @@ def exercise(source: str, headers: dict[str, str], body: bytes) -> None:
     """Run one delivery through everything the intake does before Redis; raise only on a real bug."""
     from broker.spool import SpoolEntry
     from handlers.errors import WebhookError
-    from handlers.models import Event
+    from handlers.models import Event, NewEvent
     from handlers.senders import SENDERS
 
     sender = SENDERS[source]
@@ -81,9 +81,11 @@ def exercise(source: str, headers: dict[str, str], body: bytes) -> None:
     at = datetime.fromtimestamp(NOW, UTC)
     for offset, item in enumerate(events):
         try:
-            event = Event.from_incoming(item, event_id=f"01J0000000000000000000{offset:04d}", received_at=at)
-            record = event.record_json(payload_json=item.payload_json)
-            assert Event.model_validate_json(record).payload == json.loads(item.payload_json)
+            new = NewEvent(item, f"01J0000000000000000000{offset:04d}", at)
+            summary = new.summary_json()
+            stored = Event.model_validate_json(new.record_json(summary=summary))
+            assert stored.payload == json.loads(item.payload_json)
+            assert stored.summary_json() == summary, "the intake's record reads back as it was composed"
             SpoolEntry(received_at=at, event_ids=["x"], events=[item]).line()
         except PydanticSerializationError:
             pass  # answered 400 by the web layer

@@ -63,10 +63,6 @@ def ulid_text(value: bytes) -> str:
     return "".join([_DIGIT_PAIRS[(number >> shift) & 0x3FF] for shift in _PAIR_SHIFTS])
 
 
-def new_event_id(at: datetime) -> str:
-    return assign_event_ids(at, 1)[0]
-
-
 def assign_event_ids(received_at: datetime, count: int) -> list[str]:
     """Ids for the `count` events of one delivery: distinct and in delivery order (1 ms apart)."""
     first_ms = int(received_at.timestamp() * 1000)

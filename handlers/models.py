@@ -1,6 +1,6 @@
 """The data that crosses the pure/I-O boundary: what a parser extracts from a delivery (`Incoming`), the
-stored event record (`Event`, served as-is by /api/v1/events/{id}), and the decisions recorded on it
-(`Action`)."""
+stored event record (`Event`, served as-is by /api/v1/events/{id}; `NewEvent`, the record the intake
+writes for a new one), and the decisions recorded on it (`Action`)."""
 
 from __future__ import annotations
 

@@ -13,9 +13,13 @@ from rq.job import Job
 from rq.utils import utcformat
 
 from broker.job_template import JobTemplate, rq_time
-from broker.store import new_event_id
+from broker.store import assign_event_ids
 from broker.store_accept import CommandRecorder
 from handlers.models import utcnow
+
+
+def _event_id(at: datetime) -> str:
+    return assign_event_ids(at, 1)[0]
 
 
 def mark_ran(event_id: str) -> str:
@@ -71,7 +75,7 @@ def test_a_stamped_job_is_the_job_rq_writes(sync_redis: redis.Redis, retry, on_f
     queue = Queue("template-test", connection=sync_redis)
     template = JobTemplate(queue, FUNC, retry, on_failure)
     before = utcnow()
-    mine, theirs = new_event_id(before), new_event_id(before)
+    mine, theirs = _event_id(before), _event_id(before)
     stamped = stamped_job(queue, template, mine)
     reference = rq_job(queue, theirs, retry, on_failure)
 
@@ -94,7 +98,7 @@ def test_a_stamped_job_is_the_job_rq_writes(sync_redis: redis.Redis, retry, on_f
 def test_each_job_gets_its_own_id(sync_redis: redis.Redis) -> None:
     queue = Queue("template-test", connection=sync_redis)
     template = JobTemplate(queue, FUNC, None, None)
-    event_id = new_event_id(utcnow())
+    event_id = _event_id(utcnow())
     with sync_redis.pipeline() as pipe:
         template.enqueue(pipe, event_id)
         template.enqueue(pipe, event_id)  # a replay queues the same event again
@@ -107,7 +111,7 @@ def test_a_worker_runs_stamped_jobs_and_their_failure_callback(sync_redis: redis
     queue = Queue("template-test", connection=sync_redis)
     ok = JobTemplate(queue, FUNC, None, None)
     failing = JobTemplate(queue, f"{__name__}.fail_always", None, f"{__name__}.mark_ran")
-    first, second = new_event_id(utcnow()), new_event_id(utcnow())
+    first, second = _event_id(utcnow()), _event_id(utcnow())
     with sync_redis.pipeline() as pipe:
         ok.enqueue(pipe, first)
         failing.enqueue(pipe, second)
@@ -155,7 +159,7 @@ def test_a_value_that_is_not_text_fails_loudly(sync_redis: redis.Redis) -> None:
 def test_a_template_records_without_touching_redis(sync_redis: redis.Redis) -> None:
     queue = Queue("template-test", connection=sync_redis)
     recorder = CommandRecorder()
-    JobTemplate(queue, FUNC, None, None).enqueue(recorder, new_event_id(utcnow()))
+    JobTemplate(queue, FUNC, None, None).enqueue(recorder, _event_id(utcnow()))
     assert recorder.commands and sync_redis.dbsize() == 0
     assert {command[0] for command in recorder.commands} >= {"HSET", "RPUSH"}
 

@@ -3,8 +3,10 @@ test) and refuse to run without one: a missing Redis is a failure, never a skip.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -12,7 +14,8 @@ import redis.asyncio as aredis
 
 from broker.queue import event_queue
 from broker.settings import Settings
-from broker.store import EventStore
+from broker.store import Accepted, EventStore, assign_event_ids
+from handlers.models import Incoming
 
 REDIS_HOST = os.environ.get("BROKER_TEST_REDIS_HOST", "127.0.0.1")
 REDIS_PORT = int(os.environ.get("BROKER_TEST_REDIS_PORT", "6379"))
@@ -85,3 +88,16 @@ def intake_store(settings: Settings, connection: redis.Redis) -> EventStore:
         retention_s=60,
         accept_timeout_s=settings.redis_timeout_s,
     )
+
+
+async def accept_together(
+    store: EventStore, deliveries: list[list[Incoming]]
+) -> tuple[list[Accepted | BaseException], list[list[str]]]:
+    """Each delivery's outcome (or error) and ids, all submitted in one loop turn: one script call."""
+    now = datetime.now(UTC)
+    ids = [assign_event_ids(now, len(delivery)) for delivery in deliveries]
+    outcomes = await asyncio.gather(
+        *(store.accept(d, received_at=now, event_ids=i) for d, i in zip(deliveries, ids, strict=True)),
+        return_exceptions=True,
+    )
+    return outcomes, ids

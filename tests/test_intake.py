@@ -3,17 +3,24 @@ table, and what each leaves behind (an event, a log entry, a job — or nothing)
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from rq import Queue
 
-from broker.store import assign_event_ids, event_key
+from broker.store import event_key
 from handlers import gitea, harbor
 from tests import payloads
-from tests.conftest import ADMIN_TOKEN, DRONE_SECRET, GITEA_SECRET, HARBOR_AUTH, admin_headers, intake_store
+from tests.conftest import (
+    ADMIN_TOKEN,
+    DRONE_SECRET,
+    GITEA_SECRET,
+    HARBOR_AUTH,
+    accept_together,
+    admin_headers,
+    intake_store,
+)
 from tests.signing import drone_headers, gitea_headers, harbor_headers
 
 
@@ -148,17 +155,14 @@ async def test_deliveries_sharing_a_script_call_each_store_their_records_whole(s
         gitea.parse(gitea_headers(body, GITEA_SECRET, delivery="shared-call"), body),
         harbor_delivery("2.0.0", "2.0.1"),
     ]
-    now = datetime.now(UTC)
-    ids = [assign_event_ids(now, len(delivery)) for delivery in deliveries]
     store = intake_store(settings, sync_redis)
     try:
-        outcomes = await asyncio.gather(
-            *(store.accept(d, received_at=now, event_ids=i) for d, i in zip(deliveries, ids, strict=True))
-        )
+        outcomes, ids = await accept_together(store, deliveries)
     finally:
         await store.aclose()
 
     for delivery, event_ids, outcome in zip(deliveries, ids, outcomes, strict=True):
+        assert not isinstance(outcome, BaseException), outcome
         assert outcome.duplicate_of is None and outcome.event_ids == event_ids
         for item, event_id in zip(delivery, event_ids, strict=True):
             record = json.loads(sync_redis.get(event_key(event_id)))

@@ -25,7 +25,7 @@ from handlers import gitea
 from handlers.models import Incoming
 from tests import payloads
 from tests.burst import gitea_delivery, wait_drained
-from tests.conftest import GITEA_SECRET, admin_headers, intake_store
+from tests.conftest import GITEA_SECRET, accept_together, admin_headers, intake_store
 from tests.redis_server import RedisServer, embedded_redis_binary, redis_server_binary
 from tests.signing import gitea_headers
 
@@ -72,17 +72,6 @@ def traces(connection: redis.Redis, event_id: str) -> list[str]:
     return found
 
 
-async def accept_together(store, deliveries: list[list[Incoming]]) -> tuple[list[object], list[list[str]]]:
-    """Submitted in one loop turn, so one script call carries them all."""
-    now = datetime.now(UTC)
-    ids = [assign_event_ids(now, len(delivery)) for delivery in deliveries]
-    outcomes = await asyncio.gather(
-        *(store.accept(d, received_at=now, event_ids=i) for d, i in zip(deliveries, ids, strict=True)),
-        return_exceptions=True,
-    )
-    return outcomes, ids
-
-
 @pytest.mark.parametrize(
     "binary", [redis_server_binary(), embedded_redis_binary()], ids=["redis-server", "embedded"]
 )
@@ -120,6 +109,22 @@ async def test_a_refused_delivery_fails_alone_leaving_nothing_and_its_call_mates
         server.kill()
 
 
+async def beside_a_fine_delivery(settings: Settings, writes: CommandRecorder) -> tuple[object, object]:
+    """The outcomes of `writes` and of a delivery with nothing wrong, both in one script call."""
+    fine = CommandRecorder()
+    fine.execute_command("SET", "undo:fine", "stored")
+    batcher = AcceptBatcher(aredis.Redis.from_url(settings.redis_url), timeout_s=5)
+    try:
+        mine, theirs = await asyncio.gather(
+            batcher.submit(["undo:dedup"], "undo:string", "mine", writes),
+            batcher.submit(["undo:dedup:fine"], "undo:fine", "fine", fine),
+            return_exceptions=True,
+        )
+    finally:
+        await batcher.aclose()
+    return mine, theirs
+
+
 async def test_every_kind_of_write_a_refused_delivery_made_is_undone_exactly(settings, sync_redis):
     """The undo, command by command, on keys that hold other entries too: a refusal after a SET, a ZADD,
     an XADD, an HSET and an RPUSH (here a Lua error: too many arguments to unpack) removes just those."""
@@ -135,17 +140,7 @@ async def test_every_kind_of_write_a_refused_delivery_made_is_undone_exactly(set
     writes.execute_command("RPUSH", "undo:list", "mine")
     writes.execute_command("SADD", "undo:registry", "mine")
     writes.execute_command("SADD", "undo:big", *map(str, range(10_000)))
-    fine = CommandRecorder()
-    fine.execute_command("SET", "undo:fine", "stored")
-    batcher = AcceptBatcher(aredis.Redis.from_url(settings.redis_url), timeout_s=5)
-    try:
-        refused, stored = await asyncio.gather(
-            batcher.submit(["undo:dedup"], "undo:string", "mine", writes),
-            batcher.submit(["undo:dedup:fine"], "undo:fine", "fine", fine),
-            return_exceptions=True,
-        )
-    finally:
-        await batcher.aclose()
+    refused, stored = await beside_a_fine_delivery(settings, writes)
 
     assert isinstance(refused, redis.ResponseError) and "unpack" in str(refused)
     assert stored is None and sync_redis.get("undo:fine") == b"stored"
@@ -163,17 +158,7 @@ async def test_a_write_the_script_cannot_undo_fails_its_whole_call_loudly(settin
     writes = CommandRecorder()
     writes.execute_command("EXPIRE", "undo:string", "60")
     writes.execute_command("ZADD", "undo:wrong-type", "0", "mine")
-    fine = CommandRecorder()
-    fine.execute_command("SET", "undo:fine", "stored")
-    batcher = AcceptBatcher(aredis.Redis.from_url(settings.redis_url), timeout_s=5)
-    try:
-        outcomes = await asyncio.gather(
-            batcher.submit(["undo:dedup"], "undo:string", "mine", writes),
-            batcher.submit(["undo:dedup:fine"], "undo:fine", "fine", fine),
-            return_exceptions=True,
-        )
-    finally:
-        await batcher.aclose()
+    outcomes = await beside_a_fine_delivery(settings, writes)
 
     for outcome in outcomes:
         assert isinstance(outcome, redis.ResponseError) and "cannot undo EXPIRE" in str(outcome)

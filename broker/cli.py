@@ -36,6 +36,9 @@ def start_web(settings: Settings, host: str | None, port: int | None) -> None:
         host=host or settings.host,
         port=port or settings.port,
         access_log=None,
+        # aiohttp closes a connection that carries no request for this long, from its opening (a slowloris
+        # trickling its headers never gets a request under way) and after each answer (idle keep-alive).
+        keepalive_timeout=settings.idle_timeout_s,
         print=lambda text: log.info(text.strip()),
         loop=new_event_loop(),
     )

@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     max_inflight_bytes: int = Field(64 * MIB, description="their declared bodies together; more get 503")
     shed_retry_after_s: int = 1
     body_read_timeout_s: float = Field(15.0, description="a body not received by then gets 408")
+    idle_timeout_s: float = Field(
+        75.0, gt=0, description="a connection with no request under way (idle, or headers never finished)"
+    )
 
     # Event log retention: whichever bound is hit first.
     retention_count: int = 100_000

@@ -1,6 +1,6 @@
 """Hostile input at the real endpoint, over real sockets: oversized and malformed HTTP, header injection,
-slow bodies, compressed bodies, unicode, unstorable text, absurd nesting, and load shedding. Every case
-gets a 4xx (or 503 when shedding), never a 500, and leaves nothing stored.
+slow bodies and headers, compressed bodies, unicode, unstorable text, absurd nesting, and load shedding.
+Every case gets a 4xx (or 503 when shedding), never a 500, and leaves nothing stored.
 
 Malformed HTTP framing (a header line or URL over 8190 bytes, more than 128 headers, a bare CR) is refused
 by aiohttp's parser before the app sees the request: 400 with aiohttp's own text/plain body (a repr of
@@ -11,15 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
+import subprocess
+import sys
+import time
 import zlib
 
+import aiohttp
 import pytest
 
 from broker.app import create_app
 from tests import payloads
 from tests.burst import signed_headers
-from tests.conftest import GITEA_SECRET, HARBOR_AUTH, admin_headers
+from tests.conftest import GITEA_SECRET, HARBOR_AUTH, REDIS_URL, admin_headers
 from tests.raw_http import exchange, read_answer, request_head
+from tests.redis_server import free_port
 from tests.signing import gitea_headers, harbor_headers
 
 ALLOWED_RESPONSE_HEADERS = {"content-type", "content-length", "date", "server", "connection", "retry-after"}
@@ -93,6 +99,71 @@ async def test_slow_body_gets_408_and_the_connection_is_closed(aiohttp_client, s
     finally:
         writer.close()
     assert stored_events(sync_redis) == 1
+
+
+async def test_connections_whose_request_never_arrives_are_closed(sync_redis, tmp_path):
+    """A slowloris trickling its headers, or a connection that sends nothing, is closed by the real
+    `broker web` once BROKER_IDLE_TIMEOUT_S passes without a request under way; honest senders meanwhile
+    are served. (No request means no in-flight slot, so only this bounds such connections.)"""
+    port = free_port()
+    env = {
+        **os.environ,
+        "BROKER_REDIS_URL": REDIS_URL,
+        "BROKER_DATA_DIR": str(tmp_path / "data"),
+        "BROKER_GITEA_SECRET": GITEA_SECRET,
+        "BROKER_IDLE_TIMEOUT_S": "1",
+    }
+    web_process = subprocess.Popen(
+        [sys.executable, "-m", "broker.cli", "web", "--port", str(port)], env=env, stderr=subprocess.DEVNULL
+    )
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as session:
+            await wait_until_serving(session)
+            opened = time.monotonic()
+            slow_reader, slow_writer = await asyncio.open_connection("127.0.0.1", port)
+            idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)
+            slow_writer.write(b"POST /hooks/gitea HTTP/1.1\r\nHost: broker\r\n")
+            trickle = asyncio.create_task(trickle_headers(slow_writer))
+            body = payloads.gitea_push(after=payloads.fake_sha("honest"))
+            async with session.post(
+                "/hooks/gitea", data=body, headers=gitea_headers(body, GITEA_SECRET)
+            ) as resp:
+                assert resp.status == 202
+            # EOF, with nothing answered: the server hung up on both.
+            assert await asyncio.wait_for(slow_reader.read(), 5) == b""
+            assert await asyncio.wait_for(idle_reader.read(), 5) == b""
+            closed_after = time.monotonic() - opened
+            trickle.cancel()
+            slow_writer.close()
+            idle_writer.close()
+        assert 0.9 <= closed_after < 4, closed_after
+        assert stored_events(sync_redis) == 1
+    finally:
+        web_process.terminate()
+        web_process.wait(10)
+
+
+async def wait_until_serving(session: aiohttp.ClientSession) -> None:
+    for _ in range(200):
+        try:
+            async with session.get("/healthz") as resp:
+                if resp.status == 200:
+                    return
+        except aiohttp.ClientConnectionError:
+            pass
+        await asyncio.sleep(0.05)
+    pytest.fail("broker web did not start")
+
+
+async def trickle_headers(writer: asyncio.StreamWriter) -> None:
+    """A header line every 0.2 s, for as long as the server takes them."""
+    for index in range(100):
+        await asyncio.sleep(0.2)
+        writer.write(b"X-Slow-%d: a\r\n" % index)
+        try:
+            await writer.drain()
+        except ConnectionError:
+            return
 
 
 @functools.cache

@@ -181,8 +181,7 @@ class Catalog:
             entry.target_namespace and app.namespace and entry.target_namespace != app.namespace
         ):
             return False
-        labels = dict(app.labels)
-        return all(labels.get(k) == v for k, v in ref.match_labels)
+        return ref.selector.matches(dict(app.labels))
 
     def _effective_images(self, app: AppEntry) -> tuple[TrackedImage, ...]:
         """Annotations, then every matching CR ref; a CR image replaces an annotation image of the same

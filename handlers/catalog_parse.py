@@ -11,6 +11,7 @@ from typing import Any, Literal
 from handlers.git_urls import normalize_repo_url
 from handlers.image_refs import canonical_repository, split_image
 from handlers.image_strategies import Strategy, normalize_strategy
+from handlers.label_selector import EVERYTHING, LabelSelector, parse_label_selector
 from handlers.models import team_id
 
 IU = "argocd-image-updater.argoproj.io"
@@ -230,7 +231,7 @@ class UpdaterRef:
     """One `applicationRefs[]` entry, its images already resolved against the CR-level defaults."""
 
     name_pattern: str
-    match_labels: tuple[tuple[str, str], ...]
+    selector: LabelSelector
     images: tuple[TrackedImage, ...]
 
     @property
@@ -310,14 +311,15 @@ def parse_image_updater(obj: Mapping[str, Any], aliases: Mapping[str, str]) -> U
                     kustomize_name=kustomize.get("name") or None,
                 )
             )
-        selector = (ref.get("labelSelectors") or {}).get("matchLabels") or {}
-        refs.append(
-            UpdaterRef(
-                name_pattern=_str(ref["namePattern"]),
-                match_labels=tuple(sorted((str(k), str(v)) for k, v in selector.items())),
-                images=tuple(images),
-            )
-        )
+        try:
+            selector = parse_label_selector(ref.get("labelSelectors"))
+        except ValueError as exc:
+            # Which Applications it meant is unknown: the ref keeps to its name pattern, and each of its
+            # images says why it is not updated (a plan records that), rather than going quiet.
+            selector = EVERYTHING
+            problem = f"{name}'s labelSelectors for {ref['namePattern']!r} are invalid: {exc}"
+            images = [replace(image, problem=problem) for image in images]
+        refs.append(UpdaterRef(_str(ref["namePattern"]), selector, tuple(images)))
     return UpdaterEntry(
         name=name,
         target_namespace=_str(spec.get("namespace")) or _str(meta.get("namespace")),

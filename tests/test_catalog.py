@@ -109,6 +109,45 @@ def test_glob_name_patterns_and_label_selectors() -> None:
     ]
 
 
+def shared_image_updater(selector: object) -> dict:
+    """One CR ref for every `team-demo-api-*` Application, with `selector` as its labelSelectors."""
+    updater = apl_updater("demo", [("api", "newest-build", "")], values_repo=VALUES)
+    ref = updater["spec"]["applicationRefs"][0]
+    ref["namePattern"] = "team-demo-api-*"
+    ref["labelSelectors"] = selector
+    ref["images"][0]["imageName"] = "harbor.example.com/team-demo/shared"
+    return updater
+
+
+def test_label_selector_expressions_keep_their_applications_out() -> None:
+    # A NotIn read as no selector at all would update the very Applications it excludes.
+    catalog = Catalog()
+    for name, labels in (("api-dev", {"env": "dev"}), ("api-prod", {"env": "prod"}), ("api-new", {})):
+        app = apl_app("demo", name, values_repo=VALUES)
+        app["metadata"]["labels"] = labels
+        catalog.upsert_application(app)
+    not_prod = {"matchExpressions": [{"key": "env", "operator": "NotIn", "values": ["prod"]}]}
+    catalog.upsert_image_updater(shared_image_updater(not_prod))
+    names = sorted(m.app.name for m in catalog.images_for("harbor.example.com/team-demo/shared"))
+    assert names == ["team-demo-api-dev", "team-demo-api-new"]
+    only_labelled = {"matchExpressions": [{"key": "env", "operator": "Exists"}]}
+    catalog.upsert_image_updater(shared_image_updater(only_labelled))
+    names = sorted(m.app.name for m in catalog.images_for("harbor.example.com/team-demo/shared"))
+    assert names == ["team-demo-api-dev", "team-demo-api-prod"]
+
+
+def test_an_invalid_label_selector_is_reported_on_each_image_it_names() -> None:
+    catalog = Catalog()
+    catalog.upsert_application(apl_app("demo", "api-dev", values_repo=VALUES))
+    within = {"matchExpressions": [{"key": "env", "operator": "Within", "values": ["dev"]}]}
+    catalog.upsert_image_updater(shared_image_updater(within))
+    [match] = catalog.images_for("harbor.example.com/team-demo/shared")
+    assert match.image.problem == (
+        "team-demo's labelSelectors for 'team-demo-api-*' are invalid: "
+        "matchExpressions[0]: unknown operator 'Within' (In, NotIn, Exists or DoesNotExist)"
+    )
+
+
 def test_registry_aliases_and_docker_hub_names() -> None:
     catalog = Catalog({"harbor.external.io": "harbor.example.com"})
     catalog.upsert_application(classic_app("demo", "hello"))

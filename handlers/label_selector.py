@@ -60,7 +60,7 @@ def parse_label_selector(raw: Any) -> LabelSelector:
         Requirement(_key(key, "a matchLabels key"), "In", frozenset({_value(value, f"matchLabels.{key}")}))
         for key, value in match_labels.items()
     ]
-    requirements += [_expression(f"matchExpressions[{index}]", raw) for index, raw in enumerate(expressions)]
+    requirements += [_expression(f"matchExpressions[{n}]", item) for n, item in enumerate(expressions)]
     return LabelSelector(tuple(requirements))
 
 

@@ -6,6 +6,7 @@ API server would refuse is refused here too (ValueError), never read as a looser
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, cast
@@ -14,6 +15,10 @@ Operator = Literal["In", "NotIn", "Exists", "DoesNotExist"]
 _WITH_VALUES: frozenset[str] = frozenset({"In", "NotIn"})
 _WITHOUT_VALUES: frozenset[str] = frozenset({"Exists", "DoesNotExist"})
 _OPERATORS = _WITH_VALUES | _WITHOUT_VALUES
+# The API server's syntax for label names and values (at most 63 characters) and key prefixes (a DNS
+# subdomain of at most 253): a selector naming anything else is refused, like any other invalid selector.
+_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?")
+_PREFIX = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +90,19 @@ def _expression(where: str, raw: Any) -> Requirement:
 def _key(value: Any, what: str) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"{what} must be a non-empty string")
+    prefix, _, name = value.rpartition("/")
+    if not _is_name(name) or (prefix and not (len(prefix) <= 253 and _PREFIX.fullmatch(prefix))):
+        raise ValueError(f"{what} {value!r} is not a label key ([prefix/]name, name at most 63 characters)")
     return value
 
 
 def _value(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{what} must be a string")
+    if value and not _is_name(value):
+        raise ValueError(f"{what} {value!r} is not a label value (at most 63 letters, digits, '-', '_', '.')")
     return value
+
+
+def _is_name(text: str) -> bool:
+    return len(text) <= 63 and _NAME.fullmatch(text) is not None

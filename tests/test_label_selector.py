@@ -34,6 +34,9 @@ def requiring(*expressions: dict[str, Any]) -> dict[str, Any]:
         ({"matchLabels": {"tier": "frontend"}}, False),
         ({"matchLabels": {"absent": ""}}, False),
         ({"matchLabels": {"blank": ""}}, True),
+        ({"matchLabels": {"app.kubernetes.io/part-of": "apl"}}, False),
+        (requiring(expression("app.kubernetes.io/part-of", "DoesNotExist")), True),
+        ({"matchLabels": {"tier": "backend", "env": "dev"}}, True),
         (requiring(expression("env", "In", ["dev", "staging"])), True),
         (requiring(expression("env", "In", ["prod"])), False),
         (requiring(expression("absent", "In", ["x"])), False),
@@ -79,6 +82,13 @@ def test_selects_as_the_api_server_does(selector: Any, selects: bool) -> None:
             requiring(expression("env", "Exists"), {"operator": "Exists"}),
             "matchExpressions[1].key must be a non-empty string",
         ),
+        # Label syntax: a value the API server refuses must not make a NotIn select everything.
+        (requiring(expression("env", "NotIn", ["prod "])), "values[] 'prod ' is not a label value"),
+        ({"matchLabels": {"tier": "x" * 64}}, "matchLabels.tier 'xxx"),
+        ({"matchLabels": {"-tier": "a"}}, "key '-tier' is not a label key"),
+        ({"matchLabels": {"Example.com/tier": "a"}}, "key 'Example.com/tier' is not a label key"),
+        ({"matchLabels": {"example.com/": "a"}}, "key 'example.com/' is not a label key"),
+        ({"matchLabels": {"a" * 64: "a"}}, "is not a label key"),
     ],
 )
 def test_refuses_what_the_api_server_refuses(selector: Any, message: str) -> None:

@@ -322,6 +322,8 @@ def parse_image_updater(obj: Mapping[str, Any], aliases: Mapping[str, str]) -> U
         refs.append(UpdaterRef(_str(ref["namePattern"]), selector, tuple(images)))
     return UpdaterEntry(
         name=name,
-        target_namespace=_str(spec.get("namespace")) or _str(meta.get("namespace")),
+        # Image Updater looks for a CR's Applications in the CR's own namespace; `spec.namespace` was
+        # deprecated and ignored, then dropped from the CRD (gone by v1.2.4), and is ignored here too.
+        target_namespace=_str(meta.get("namespace")),
         refs=tuple(refs),
     )

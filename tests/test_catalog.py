@@ -148,6 +148,19 @@ def test_an_invalid_label_selector_is_reported_on_each_image_it_names() -> None:
     )
 
 
+def test_an_image_updater_selects_applications_of_its_own_namespace() -> None:
+    catalog = Catalog()
+    catalog.upsert_application(apl_app("demo", "api-dev", values_repo=VALUES))
+    updater = shared_image_updater(None)
+    updater["spec"]["namespace"] = "elsewhere"  # deprecated, then removed: Image Updater ignores it
+    catalog.upsert_image_updater(updater)
+    [match] = catalog.images_for("harbor.example.com/team-demo/shared")
+    assert match.app.name == "team-demo-api-dev"
+    updater["metadata"]["namespace"] = "team-demo"
+    catalog.upsert_image_updater(updater)
+    assert catalog.images_for("harbor.example.com/team-demo/shared") == []
+
+
 def test_registry_aliases_and_docker_hub_names() -> None:
     catalog = Catalog({"harbor.external.io": "harbor.example.com"})
     catalog.upsert_application(classic_app("demo", "hello"))

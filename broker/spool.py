@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel, field_validator
 
+from broker.group_commit import GroupCommit
 from handlers.models import Incoming
 
 log = logging.getLogger(__name__)
@@ -114,8 +115,7 @@ class Journal:
         self._next_seq = 1
         self._active_fd: int | None = None
         self._active_size = 0
-        self._batch: list[tuple[bytes, asyncio.Future[None]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._appends: GroupCommit[bytes, None] = GroupCommit(self._write_lines)
         self._io = asyncio.Lock()
 
     # --- lifecycle -----------------------------------------------------------------------------------
@@ -165,33 +165,24 @@ class Journal:
             raise SpoolLocked("the spool is not open")
         if self.pending_bytes + len(line) > self.max_bytes:
             raise SpoolFull(f"the spool is at its {self.max_bytes}-byte cap")
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._batch.append((line, done))
         self._queued += len(line)
-        if self._writer is None or self._writer.done():
-            self._writer = asyncio.create_task(self._write_batches())
-        await done
+        await self._appends.submit(line)
 
-    async def _write_batches(self) -> None:
-        while self._batch:
-            batch, self._batch = self._batch, []
-            data = b"".join(line for line, _ in batch)
-            try:
-                async with self._io:
-                    await asyncio.to_thread(self._write, data)
-            except OSError as exc:
-                log.error("spool write failed: %s", exc)
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(OSError(exc.errno, f"spool write failed: {exc.strerror}"))
-            else:
-                self._size += len(data)
-                self._active_size += len(data)
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
-            finally:
-                self._queued -= len(data)
+    async def _write_lines(self, lines: list[bytes]) -> list[Exception | None]:
+        """Write and fsync the lines appended while the last write was under way, together."""
+        data = b"".join(lines)
+        try:
+            async with self._io:
+                await asyncio.to_thread(self._write, data)
+        except OSError as exc:
+            log.error("spool write failed: %s", exc)
+            return [OSError(exc.errno, f"spool write failed: {exc.strerror}") for _ in lines]
+        else:
+            self._size += len(data)
+            self._active_size += len(data)
+            return [None] * len(lines)
+        finally:
+            self._queued -= len(data)
 
     def _write(self, data: bytes) -> None:
         if self._active_fd is None or self._active_size >= self.segment_bytes:

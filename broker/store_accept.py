@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import msgpack
@@ -23,6 +22,8 @@ import redis.asyncio as aredis
 from redis import exceptions as redis_errors
 from redis.commands import CoreCommands
 from redis.connection import BaseParser
+
+from broker.group_commit import GroupCommit
 
 # ARGV: one entry per delivery, each a MessagePack array [keys, first event id, commands]: its dedup keys
 # then its first event's key, and its writes as arrays of arguments. Answers a MessagePack array (one
@@ -143,19 +144,14 @@ def pack_delivery(keys: list[str], first_id: str, writes: CommandRecorder) -> by
     return msgpack.packb([keys, first_id, writes.commands], use_bin_type=False)
 
 
-@dataclass
-class _Delivery:
-    packed: bytes
-    done: asyncio.Future[bytes | None] = field(repr=False)
-
-
 class AcceptBatcher:
     """Runs ACCEPT_SCRIPT for every submitted delivery, one call in flight at a time: what arrives
-    meanwhile goes in the next call. A failed call fails every delivery in it (each then takes its own
-    fallback, e.g. the spool); deliveries in a call that Redis did apply are recognised on replay.
-    What Redis refuses for one delivery fails that one alone, with its writes undone (ACCEPT_SCRIPT), as
-    the error redis-py would have raised for the refused command: a key of the wrong type is about the
-    delivery, out of memory or a read-only replica mean Redis takes no writes (`redis_unavailable`).
+    meanwhile goes in the next call (broker/group_commit.py). A failed call fails every delivery in it
+    (each then takes its own fallback, e.g. the spool); deliveries in a call that Redis did apply are
+    recognised on replay. What Redis refuses for one delivery fails that one alone, with its writes undone
+    (ACCEPT_SCRIPT), as the error redis-py would have raised for the refused command: a key of the wrong
+    type is about the delivery, out of memory or a read-only replica mean Redis takes no writes
+    (`redis_unavailable`).
 
     Each call has a deadline of `timeout_s`, whatever redis-py's reconnects and retries add up to. When a
     call times out or loses its connection, the deliveries waiting for the next call fail with it: Redis
@@ -170,8 +166,7 @@ class AcceptBatcher:
         self._client = aredis.Redis(connection_pool=pool, single_connection_client=True)
         self._script = self._client.register_script(ACCEPT_SCRIPT)
         self._timeout_s = timeout_s
-        self._pending: list[_Delivery] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._calls: GroupCommit[bytes, bytes | None] = GroupCommit(self._run, take=_batch_size)
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -180,74 +175,43 @@ class AcceptBatcher:
         self, dedup_keys: Sequence[str], first_key: str, first_id: str, writes: CommandRecorder
     ) -> bytes | None:
         """None when written, else the event id the delivery duplicates."""
-        done: asyncio.Future[bytes | None] = asyncio.get_running_loop().create_future()
-        packed = pack_delivery([*dedup_keys, first_key], first_id, writes)
-        delivery = _Delivery(packed, done)
-        self._pending.append(delivery)
-        if self._flusher is None or self._flusher.done():
-            self._flusher = asyncio.create_task(self._flush())
-        return await done
+        return await self._calls.submit(pack_delivery([*dedup_keys, first_key], first_id, writes))
 
-    async def _flush(self) -> None:
-        while self._pending:
-            batch = self._take()
-            try:
-                await self._run(batch)
-            except asyncio.CancelledError:
-                for item in [*batch, *self._pending]:
-                    item.done.cancel()
-                self._pending = []
-                raise
-            except Exception as exc:
-                # Redis's answers are all settled in _run: this is a fault in settling them (a script
-                # answering the wrong number of results, say). Its deliveries fail with it (their handlers
-                # answer 500) rather than wait forever, and the next batch goes on.
-                self._fail(batch, exc)
-
-    async def _run(self, batch: list[_Delivery]) -> None:
+    async def _run(self, batch: list[bytes]) -> list[bytes | Exception | None]:
         try:
             results = await self._call(batch)
         except Exception as exc:
+            # Redis unavailable: the deliveries waiting for the next call would fail the same way. Any
+            # failure fails this call's deliveries (GroupCommit): a refusal of one delivery comes back
+            # as its result instead.
             if redis_unavailable(exc):
-                self._fail_with_pending(batch, exc)
-            else:
-                # Not one delivery's refusal (those come back as its result): a fault of the script
-                # itself, for every delivery in the call.
-                self._fail(batch, exc)
-            return
-        for item, result in zip(batch, results, strict=True):
-            if item.done.done():
-                continue
-            if isinstance(result, list):
-                [refusal] = result
-                item.done.set_exception(BaseParser.parse_error(refusal.decode(errors="replace")))
-            else:
-                item.done.set_result(result or None)
+                self._calls.fail_waiting(exc)
+            raise
+        return [_outcome(result) for result in results]
 
-    async def _call(self, batch: list[_Delivery]) -> list[bytes | Literal[False] | list[bytes]]:
+    async def _call(self, batch: list[bytes]) -> list[bytes | Literal[False] | list[bytes]]:
         async with asyncio.timeout(self._timeout_s):
-            reply = await self._script(args=[item.packed for item in batch])
+            reply = await self._script(args=batch)
         results: list[bytes | Literal[False] | list[bytes]] = msgpack.unpackb(reply, raw=True)
         return results
 
-    def _fail_with_pending(self, deliveries: list[_Delivery], exc: Exception) -> None:
-        """Redis is unavailable: the deliveries waiting for the next call would fail the same way."""
-        self._fail([*deliveries, *self._pending], exc)
-        self._pending = []
 
-    @staticmethod
-    def _fail(deliveries: list[_Delivery], exc: Exception) -> None:
-        for item in deliveries:
-            if not item.done.done():
-                item.done.set_exception(exc)
+def _outcome(result: bytes | Literal[False] | list[bytes]) -> bytes | Exception | None:
+    """A delivery's result from the script: None when written, the id it duplicates, or the error Redis
+    refused one of its writes with, as redis-py would have raised it."""
+    if isinstance(result, list):
+        [refusal] = result
+        return BaseParser.parse_error(refusal.decode(errors="replace"))
+    return result or None
 
-    def _take(self) -> list[_Delivery]:
-        size = 0
-        count = 0
-        for item in self._pending:
-            size += len(item.packed)
-            if count and (count == MAX_BATCH or size > MAX_BATCH_BYTES):
-                break
-            count += 1
-        batch, self._pending = self._pending[:count], self._pending[count:]
-        return batch
+
+def _batch_size(waiting: Sequence[bytes]) -> int:
+    """How many of the waiting deliveries one call takes: at most MAX_BATCH, and MAX_BATCH_BYTES."""
+    size = 0
+    count = 0
+    for packed in waiting:
+        size += len(packed)
+        if count and (count == MAX_BATCH or size > MAX_BATCH_BYTES):
+            break
+        count += 1
+    return count

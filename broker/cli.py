@@ -151,7 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--queues",
         default="events,notify",
         choices=["events,notify", "events", "notify", "notify,events"],
-        help="queue roles; with both, notifications get a process of their own",
+        metavar="ROLES",
+        help="events, notify, or events,notify (default): with both, notifications get their own process",
     )
     run.set_defaults(handler=cmd_run)
     web_cmd.set_defaults(handler=cmd_web)

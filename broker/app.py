@@ -12,7 +12,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import RedisError
 
 from broker import keys, spool_drain
-from broker.api import deployments, events, health, hooks, ops, stream, subscriptions, teams, ui
+from broker.api import deployments, events, health, hooks, ops, pins, stream, subscriptions, teams, ui
 from broker.api.errors import error_middleware
 from broker.intake_limits import LIMITER, InflightLimiter
 from broker.queue import async_redis, event_queue, retry_policy, sync_redis
@@ -82,6 +82,6 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(spool_drain.intake_ctx)
     app.cleanup_ctx.append(stream.fanout_ctx)
     # The stream route must come before /events/{id}.
-    for module in (health, hooks, stream, events, deployments, teams, subscriptions, ops, ui):
+    for module in (health, hooks, stream, events, deployments, teams, subscriptions, pins, ops, ui):
         app.add_routes(module.routes)
     return app

@@ -1,6 +1,7 @@
 """Ops commands of the `broker` CLI that talk to a running broker over its HTTP API:
 `broker events [--follow]`, `broker event ID`, `broker replay ID...`, `broker deadletter [--replay-all]`,
-plus `broker check` (broker/ops_check.py), which checks the configuration and what it points at.
+`broker pins [--team T]` and `broker unpin APP/ALIAS` (rollback pins, broker/api/pins.py), plus
+`broker check` (broker/ops_check.py), which checks the configuration and what it points at.
 
 The URL comes from `--url` (default BROKER_URL, else http://127.0.0.1:8080) and the token from BROKER_TOKEN
 (else BROKER_ADMIN_TOKEN); a token is never taken on the command line, where `ps` would show it."""
@@ -14,10 +15,20 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TextIO
+from urllib.parse import quote as url_quote
 
 import aiohttp
 
-from broker.ops_format import event_row, event_table, show_event, use_color
+from broker.ops_format import (
+    clean,
+    event_row,
+    event_table,
+    image_value,
+    local_time,
+    pin_table,
+    show_event,
+    use_color,
+)
 from broker.settings import Settings
 
 DEFAULT_URL = "http://127.0.0.1:8080"
@@ -262,6 +273,47 @@ def _progress_printer(stream: TextIO, total: int) -> Callable[..., None]:
     return report
 
 
+async def pins_cmd(args: argparse.Namespace, out: TextIO) -> int:
+    async with client_from(args) as client:
+        answer = await client.call("GET", "/api/v1/pins", {"team": args.team})
+    if args.json:
+        json.dump(answer, out, indent=2)
+        out.write("\n")
+    else:
+        out.write(pin_table(answer["items"]))
+    return 0
+
+
+async def unpin_cmd(args: argparse.Namespace, out: TextIO) -> int:
+    app, alias = args.key
+    async with client_from(args) as client:
+        try:
+            answer = await client.call("DELETE", f"/api/v1/pins/{quote(app)}/{quote(alias)}")
+        except HttpError as exc:
+            if exc.status == 404:
+                raise CliError(f"no pin {app}/{alias} ({exc}); `broker pins` lists them") from None
+            raise
+    pin = answer["unpinned"]
+    out.write(
+        f"unpinned {clean(pin.get('key'))} (team {clean(pin.get('team') or '-')}): {clean(pin.get('image'))} "
+        f"applied {image_value(pin.get('applied'))}, found {image_value(pin.get('found'))}, "
+        f"pinned {local_time(pin.get('pinned_at'))}\n"
+    )
+    return 0
+
+
+def quote(segment: str) -> str:
+    """One path segment of the API's URL (an alias or name with odd characters stays one segment)."""
+    return url_quote(segment, safe="")
+
+
+def pin_key_arg(text: str) -> tuple[str, str]:
+    app, _, alias = text.partition("/")
+    if not app or not alias or "/" in alias:
+        raise argparse.ArgumentTypeError(f"{text!r} is not APP/ALIAS (as `broker pins` lists them)")
+    return app, alias
+
+
 def _runner(command: Callable[[argparse.Namespace, TextIO], Any]) -> Callable[..., int]:
     def handler(args: argparse.Namespace, settings: Settings) -> int:
         try:
@@ -316,6 +368,17 @@ def register(sub: Any) -> None:
     dead.add_argument("--limit", type=int, default=50, help="how many to list (default %(default)s)")
     dead.add_argument("--replay-all", action="store_true", help="replay every dead event, with progress")
     dead.set_defaults(handler=_runner(deadletter_cmd))
+
+    pins = sub.add_parser("pins", help="rollback pins: images the broker leaves alone until unpinned")
+    _http(pins)
+    pins.add_argument("--team", default=None, help="only this team's pins (admin token)")
+    pins.add_argument("--json", action="store_true", help="JSON instead of a table")
+    pins.set_defaults(handler=_runner(pins_cmd))
+
+    unpin = sub.add_parser("unpin", help="remove a rollback pin: later pushes update that image again")
+    _http(unpin)
+    unpin.add_argument("key", type=pin_key_arg, metavar="APP/ALIAS", help="a pin's key, from `broker pins`")
+    unpin.set_defaults(handler=_runner(unpin_cmd))
 
     check = sub.add_parser(
         "check", help="check settings, Redis, Kubernetes and Argo CD; exit 1 when something is broken"

@@ -1,4 +1,5 @@
-"""Terminal rendering for the ops commands: event tables, one-line changes and a readable event record.
+"""Terminal rendering for the ops commands: event tables, one-line changes, a readable event record and the
+table of rollback pins.
 Pure functions from the API's JSON to text, so they are tested without a terminal."""
 
 from __future__ import annotations
@@ -166,3 +167,34 @@ def show_event(event: dict[str, Any], *, payload: bool = False, color: bool = Fa
 
 def _secret(header: str) -> bool:
     return bool(re.search(r"authorization|signature|token|secret|cookie", header, re.IGNORECASE))
+
+
+_DIGEST = re.compile(r"(sha256:[0-9a-f]{12})[0-9a-f]{52}")
+PIN_COLUMNS = ("KEY", "TEAM", "APPLIED → FOUND", "PINNED", "REASON")
+
+
+def image_value(value: Any) -> str:
+    """An image value for a terminal, digests cut to 12 hex digits."""
+    return _DIGEST.sub(r"\1…", clean(value or "-"))
+
+
+def pin_table(pins: list[dict[str, Any]]) -> str:
+    """Pins as the API lists them (by Application and alias), one row each."""
+    if not pins:
+        return "no pins\n"
+    rows = [
+        (
+            clean(p.get("key")),
+            clean(p.get("team") or "-"),
+            f"{image_value(p.get('applied'))} → {image_value(p.get('found'))}",
+            local_time(p.get("pinned_at")),
+            clean(p.get("reason")),
+        )
+        for p in pins
+    ]
+    widths = [max(len(row[i]) for row in [PIN_COLUMNS, *rows]) for i in range(len(PIN_COLUMNS) - 1)]
+    lines = [
+        "  ".join([*(cell.ljust(width) for cell, width in zip(row, widths, strict=False)), row[-1]]).rstrip()
+        for row in [PIN_COLUMNS, *rows]
+    ]
+    return "\n".join(lines) + "\n"

@@ -160,26 +160,29 @@ def kustomize_current(entries: Sequence[Any], image: TrackedImage) -> Current | 
     return None
 
 
-def current_values(app: Mapping[str, Any], image: TrackedImage, aliases: Mapping[str, str]) -> list[Current]:
-    """What the Application carries for this image (its parameters / Kustomize images) and what it runs
-    (`status.summary.images`)."""
-    found: list[Current] = []
+def carried_value(app: Mapping[str, Any], image: TrackedImage) -> Current | None:
+    """What the Application's spec carries for this image (its Helm parameters or Kustomize images): the
+    value the `argocd` write-back sets, and a person or another tool may set instead."""
     chosen = select_source(app, image)
-    if chosen is not None:
-        _, source = chosen
-        if is_kustomize(source, image):
-            kust = kustomize_current((source.get("kustomize") or {}).get("images") or [], image)
-            if kust is not None:
-                found.append(kust)
-        else:
-            params = {
-                p.get("name"): p.get("value") for p in ((source.get("helm") or {}).get("parameters") or [])
-            }
-            if image.helm_spec and params.get(image.helm_spec):
-                ref = split_image(str(params[image.helm_spec]), with_alias=False)
-                found.append(Current(tag=ref.tag, digest=ref.digest))
-            elif params.get(image.helm_tag or DEFAULT_HELM_TAG):
-                found.append(split_tag_value(str(params[image.helm_tag or DEFAULT_HELM_TAG])))
+    if chosen is None:
+        return None
+    _, source = chosen
+    if is_kustomize(source, image):
+        return kustomize_current((source.get("kustomize") or {}).get("images") or [], image)
+    params = {p.get("name"): p.get("value") for p in ((source.get("helm") or {}).get("parameters") or [])}
+    if image.helm_spec and params.get(image.helm_spec):
+        ref = split_image(str(params[image.helm_spec]), with_alias=False)
+        return Current(tag=ref.tag, digest=ref.digest)
+    if params.get(image.helm_tag or DEFAULT_HELM_TAG):
+        return split_tag_value(str(params[image.helm_tag or DEFAULT_HELM_TAG]))
+    return None
+
+
+def current_values(app: Mapping[str, Any], image: TrackedImage, aliases: Mapping[str, str]) -> list[Current]:
+    """What the Application carries for this image (`carried_value`) and what it runs
+    (`status.summary.images`)."""
+    carried = carried_value(app, image)
+    found: list[Current] = [carried] if carried is not None else []
     for running in ((app.get("status") or {}).get("summary") or {}).get("images") or []:
         ref = split_image(str(running), with_alias=False)
         if canonical_repository(ref.repository, aliases) == image.image and (ref.tag or ref.digest):

@@ -11,6 +11,7 @@ NOTICE_KINDS: frozenset[str] = frozenset(
     {
         "image.pushed",  # a pushed image matched a tracked workload
         "update.written",  # a write-back (argocd or git) changed the workload's image
+        "update.pinned",  # the workload was found rolled back by hand: later pushes leave it alone
         "sync.started",
         "sync.succeeded",
         "sync.failed",

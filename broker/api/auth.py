@@ -24,6 +24,15 @@ class Principal:
     def can_see(self, team: str | None) -> bool:
         return self.is_admin or (team is not None and team == self.team)
 
+    def scope(self, team: str | None, what: str) -> str | None:
+        """The team a listing of `what` covers: the one asked for (None: all) for the admin, a team's own
+        for its token, which gets a 403 JSON error for asking after another team's."""
+        if self.is_admin:
+            return team
+        if team is not None and team != self.team:
+            raise json_error(web.HTTPForbidden, f"a team token can only read its own team's {what}")
+        return self.team
+
 
 def bearer_token(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")

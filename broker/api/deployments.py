@@ -18,11 +18,7 @@ routes = web.RouteTableDef()
 @routes.get("/api/v1/deployments")
 async def list_deployments(request: web.Request) -> web.Response:
     principal = await authenticate(request)
-    team = normalise_team(request.query.get("team"))
-    if not principal.is_admin:
-        if team is not None and team != principal.team:
-            raise json_error(web.HTTPForbidden, "a team token can only read its own team's deployments")
-        team = principal.team
+    team = principal.scope(normalise_team(request.query.get("team")), "deployments")
     items, cursor = await alist(
         request.app[keys.REDIS],
         team=team,

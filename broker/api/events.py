@@ -26,11 +26,7 @@ def normalise_team(team: str | None) -> str | None:
 
 def parse_filter(query: dict[str, str] | web.Request, principal: Principal) -> EventFilter:
     params = query.query if isinstance(query, web.Request) else query
-    team = normalise_team(params.get("team"))
-    if not principal.is_admin:
-        if team is not None and team != principal.team:
-            raise json_error(web.HTTPForbidden, "a team token can only read its own team's events")
-        team = principal.team
+    team = principal.scope(normalise_team(params.get("team")), "events")
     since = None
     if params.get("since"):
         try:

@@ -17,7 +17,7 @@ from broker.deployments import Deployment, new_id
 from broker.gitops.engine import Engine, notice_data
 from broker.gitops.queued import queued_candidates
 from broker.gitops.steps import follow_later, request_step, step_summary
-from broker.gitops.writeback import Chosen, WriteOutcome, write_argocd, write_git
+from broker.gitops.writeback import Chosen, Origin, WriteOutcome, write_argocd, write_git
 from broker.kube import NotFound
 from handlers.catalog_parse import WriteBack, parse_application
 from handlers.gitops_actions import ImageUpdate
@@ -26,6 +26,7 @@ from handlers.image_strategies import Candidate, best, tag_value
 from handlers.models import Action, Event, Outcome
 from handlers.notices import Notice
 from handlers.plan_harbor import plan_harbor
+from handlers.rollback import Pin
 
 
 @dataclass
@@ -156,7 +157,7 @@ def _update_app(
         earlier = dict(progress.get("intended") or {})
         state.mark(event.id, app, "intended", {**earlier, **_intended(chosen)})
         already = {**earlier, **done}
-        outcomes = _write_back(engine, event, app, chosen, already)
+        outcomes = _write_back(engine, app, chosen, already, Origin(event.id, team))
         written = {w.image.alias: w.value for o in outcomes for w in o.writes if o.changed}
         kept = {
             alias: value for o in outcomes for alias, value in o.kept.items()
@@ -170,6 +171,9 @@ def _update_app(
         dep = _record_writes(engine, deployment_id, app, outcomes, chosen)
         for outcome in outcomes:
             out.actions.extend(_write_actions(engine, app, outcome))
+            out.notices += [
+                _pinned_notice(event, pin, team, deployment_id) for pin in outcome.pinned.values()
+            ]
         if not written and not kept:
             reasons = "; ".join(v.reason for o in outcomes for v in o.refused.values()) or "nothing to change"
             engine.set_rollout(deployment_id, app, status="unchanged", write=reasons)
@@ -253,7 +257,7 @@ def _choose(
 
 
 def _write_back(
-    engine: Engine, event: Event, app: str, chosen: Chosen, already: dict[str, str]
+    engine: Engine, app: str, chosen: Chosen, already: dict[str, str], origin: Origin
 ) -> list[WriteOutcome]:
     """One write per write-back configuration (usually one for the whole Application)."""
     groups: dict[WriteBack, Chosen] = defaultdict(dict)
@@ -262,9 +266,9 @@ def _write_back(
     outcomes = []
     for write_back, part in groups.items():
         if write_back.method == "git":
-            outcomes.append(write_git(engine, app, part, write_back, already, event.id))
+            outcomes.append(write_git(engine, app, part, write_back, already, origin))
         else:
-            outcomes.append(write_argocd(engine, app, part, already))
+            outcomes.append(write_argocd(engine, app, part, already, origin))
         written = "written" if outcomes[-1].changed else "unchanged"
         metrics.record_writeback(engine.redis, outcomes[-1].method, written)  # ops metrics
     return outcomes
@@ -285,6 +289,19 @@ def _sync_mode(auto_sync: bool, methods: set[str]) -> tuple[str, str]:
 def _write_actions(engine: Engine, app: str, outcome: WriteOutcome) -> list[Action]:
     now = engine.now()
     acts = []
+    for alias, why in sorted(outcome.unpinned.items()):
+        acts.append(Action(kind="pin", target=f"{app}/{alias}", decision=why, result="unpinned", at=now))
+    for alias, pin in sorted(outcome.pinned.items()):
+        acts.append(
+            Action(
+                kind="pin",
+                target=f"{app}/{alias}",
+                decision=f"pinned: {pin.reason}; the broker leaves it there until it is unpinned",
+                result="pinned",
+                detail=pin.model_dump(mode="json"),
+                at=now,
+            )
+        )
     for alias, verdict in sorted(outcome.refused.items()):
         acts.append(
             Action(
@@ -361,6 +378,11 @@ def _image_notice(
     return _notice(
         "image.pushed", event, app, team, deployment_id, f"{pushed} pushed; tracked by {app}", data
     )
+
+
+def _pinned_notice(event: Event, pin: Pin, team: str | None, deployment_id: str) -> Notice:
+    summary = f"{pin.app}: {pin.image} stays at {pin.found} ({pin.reason}); `broker unpin {pin.key}` resumes"
+    return _notice("update.pinned", event, pin.app, team, deployment_id, summary, pin.model_dump(mode="json"))
 
 
 def _written_notice(

@@ -1,6 +1,7 @@
 """Carry out the write-back for one Application: decide each image's move on fresh state (what the
-Application carries and runs, what the target file says, what the broker applied last), then write it
-the configured way: patch the Application (`argocd`) or commit and push (`git`)."""
+Application carries and runs, what the target file says, what the broker applied last, whether the image
+is pinned after a rollback), then write it the configured way: patch the Application (`argocd`) or
+commit and push (`git`)."""
 
 from __future__ import annotations
 
@@ -12,14 +13,24 @@ from broker.errors import PermanentError
 from broker.executors.argocd_app import write_back_argocd
 from broker.gitops.engine import Engine
 from broker.kube import NotFound
-from handlers.app_edits import ImageWrite, current_values, is_kustomize, select_source
+from broker.pins import PinStore
+from handlers.app_edits import ImageWrite, carried_value, current_values, is_kustomize, select_source
 from handlers.catalog import TrackedImage, WriteBack
 from handlers.git_urls import normalize_repo_url
 from handlers.gitops_actions import WRITEBACK_MARKER
-from handlers.image_strategies import Candidate, Current, Verdict, judge, tag_value
+from handlers.image_strategies import Candidate, Current, Verdict, judge, split_tag_value, tag_value
+from handlers.rollback import Pin, rolled_back, rolled_forward, value_text
 from handlers.values_edits import current_in_file, edit_file, resolve_target
 
 Chosen = dict[str, tuple[TrackedImage, Candidate]]  # alias -> (tracked image, best candidate)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """The event a write-back runs for, and the team of the Application (recorded on a pin)."""
+
+    event_id: str
+    team: str | None
 
 
 @dataclass
@@ -35,6 +46,8 @@ class WriteOutcome:
     commit: str | None = None
     conflicts: int = 0
     detail: dict[str, Any] = field(default_factory=dict)
+    pinned: dict[str, Pin] = field(default_factory=dict)  # alias -> the pin this write-back set
+    unpinned: dict[str, str] = field(default_factory=dict)  # alias -> why its pin was lifted
 
 
 def _applied(engine: Engine, app: str, alias: str) -> Current:
@@ -49,7 +62,9 @@ def _decide(
     app: str,
     chosen: Chosen,
     currents: Callable[[TrackedImage], list[Current]],
+    carried: Callable[[TrackedImage], Current | None],
     already: dict[str, str],
+    origin: Origin,
     outcome: WriteOutcome,
 ) -> list[ImageWrite]:
     """The writes still needed; `already` holds values this very event wrote on an earlier attempt."""
@@ -57,6 +72,10 @@ def _decide(
     outcome.kept.clear()
     writes = []
     for alias, (tracked, candidate) in chosen.items():
+        pin = _pin(engine, app, tracked, carried(tracked) or Current(), already.get(alias), origin, outcome)
+        if pin is not None:
+            outcome.refused[alias] = Verdict(False, pin.refusal())
+            continue
         value = tag_value(tracked.strategy, candidate)
         verdict = judge(tracked.strategy, candidate, [*currents(tracked), _applied(engine, app, alias)])
         if verdict.accept:
@@ -68,17 +87,73 @@ def _decide(
     return writes
 
 
+def _pin(
+    engine: Engine,
+    app: str,
+    tracked: TrackedImage,
+    carried: Current,
+    ours: str | None,
+    origin: Origin,
+    outcome: WriteOutcome,
+) -> Pin | None:
+    """The pin that holds this image back: the one in force, or one set now because the workload carries
+    an older value than the broker applied last (a rollback made outside it). A pin is lifted once the
+    workload carries the applied value, or a later one, again. A value this event wrote on an earlier
+    attempt (`ours`) is no rollback, and neither is the one an operator's unpin released."""
+    pins = PinStore(engine.redis)
+    alias = tracked.alias
+    pin = pins.get(app, alias)
+    if pin is not None:
+        if not rolled_forward(tracked.strategy, carried, split_tag_value(pin.applied)):
+            return pin
+        pins.remove(app, alias)
+        outcome.unpinned[alias] = f"unpinned: it carries {value_text(carried)} again ({pin.reason} before)"
+        return None
+    if ours is not None and value_text(carried) in (ours, ours.partition("@")[0]):
+        return None
+    # What the broker wrote last: a tag, or tag@digest (the digest strategy), as the workload carries it.
+    written = (engine.state.applied(app, alias) or {}).get("value")
+    reason = rolled_back(tracked.strategy, carried, split_tag_value(written))
+    if reason is None or written is None or pins.released(app, alias) == written:
+        return None
+    pin = pins.add(
+        Pin(
+            app=app,
+            alias=alias,
+            team=origin.team,
+            image=tracked.written_image,
+            strategy=tracked.strategy,
+            applied=written,
+            found=value_text(carried),
+            reason=reason,
+            event_id=origin.event_id,
+            pinned_at=engine.now(),
+        )
+    )
+    if pin.event_id == origin.event_id:
+        outcome.pinned[alias] = pin
+    return pin
+
+
 def _git_source(live: dict[str, Any], tracked: TrackedImage) -> dict[str, Any]:
     chosen = select_source(live, tracked)
     return chosen[1] if chosen else {}
 
 
-def write_argocd(engine: Engine, app: str, chosen: Chosen, already: dict[str, str]) -> WriteOutcome:
+def write_argocd(
+    engine: Engine, app: str, chosen: Chosen, already: dict[str, str], origin: Origin
+) -> WriteOutcome:
     outcome = WriteOutcome(method="argocd", changed=False)
     aliases = engine.catalog.aliases
 
     def decide(live: dict[str, Any]) -> list[ImageWrite]:
-        return _decide(engine, app, chosen, lambda t: current_values(live, t, aliases), already, outcome)
+        def currents(tracked: TrackedImage) -> list[Current]:
+            return current_values(live, tracked, aliases)
+
+        def carried(tracked: TrackedImage) -> Current | None:
+            return carried_value(live, tracked)
+
+        return _decide(engine, app, chosen, currents, carried, already, origin, outcome)
 
     result = write_back_argocd(engine.kube, app, decide, retries=engine.settings.gitops_conflict_retries)
     outcome.changed, outcome.writes, outcome.conflicts = result.changed, result.writes, result.conflicts
@@ -87,7 +162,7 @@ def write_argocd(engine: Engine, app: str, chosen: Chosen, already: dict[str, st
 
 
 def write_git(
-    engine: Engine, app: str, chosen: Chosen, write_back: WriteBack, already: dict[str, str], event_id: str
+    engine: Engine, app: str, chosen: Chosen, write_back: WriteBack, already: dict[str, str], origin: Origin
 ) -> WriteOutcome:
     outcome = WriteOutcome(method="git", changed=False)
     try:
@@ -109,14 +184,17 @@ def write_git(
         def currents(tracked: TrackedImage) -> list[Current]:
             return [current_in_file(target, text, tracked), *current_values(live, tracked, aliases)]
 
-        writes = _decide(engine, app, chosen, currents, already, outcome)
+        def carried(tracked: TrackedImage) -> Current:
+            return current_in_file(target, text, tracked)
+
+        writes = _decide(engine, app, chosen, currents, carried, already, origin, outcome)
         outcome.writes = writes
         return edit_file(target, text, writes) if writes else None
 
     lines = "\n".join(f"- {w.image.written_image}: {w.value}" for w in _preview(chosen))
     message = (
         f"build: automatic update of {app} [ci skip]\n\n{lines}\n\n"
-        f"Requested by webhook-broker event {event_id}.\n{WRITEBACK_MARKER}\n"
+        f"Requested by webhook-broker event {origin.event_id}.\n{WRITEBACK_MARKER}\n"
     )
     result = engine.git.write(
         repo_url=repo_url,

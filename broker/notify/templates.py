@@ -39,6 +39,7 @@ SUCCESS_KINDS = frozenset({"sync.succeeded", "app.healthy", "deployment.succeede
 FAILURE_KINDS = frozenset(
     {"sync.failed", "app.degraded", "deployment.failed", "build.failed", "subscription.disabled"}
 )
+WARNING_KINDS = frozenset({"event.ignored", "update.pinned"})  # nothing failed, but someone should look
 
 
 def fields(notice: Notice) -> dict[str, str]:
@@ -111,7 +112,7 @@ def notify_type(kind: str) -> str:
         return "success"
     if kind in FAILURE_KINDS:
         return "failure"
-    return "warning" if kind == "event.ignored" else "info"
+    return "warning" if kind in WARNING_KINDS else "info"
 
 
 def _clip(value: str) -> str:

@@ -7,10 +7,12 @@ import { Drawer } from "./detail.js";
 import { h } from "./dom.js";
 import { eventsView } from "./events.js";
 import { healthStrip, healthView } from "./health.js";
+import { pinsView } from "./pins.js";
 
 const VIEWS = {
   events: ["Events", eventsView],
   deployments: ["Deployments", deploymentsView],
+  pins: ["Pins", pinsView],
   dead: ["Dead letters", deadLetterView],
   health: ["Health", healthView],
 };

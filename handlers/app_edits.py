@@ -178,6 +178,38 @@ def carried_value(app: Mapping[str, Any], image: TrackedImage) -> Current | None
     return None
 
 
+@dataclass(frozen=True)
+class Deployed:
+    """What an Application deploys for one image, and by whose hand when it is not its spec's value."""
+
+    value: Current | None
+    by: str | None = None  # "an Argo CD rollback by <user>"
+
+
+def rollback_operation(app: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The Application's newest operation when it is an Argo CD rollback (`argocd app rollback`, the UI's
+    History and Rollback): a sync carrying the history entry's own source(s), which no other operation
+    does. A newer operation of any other kind (a sync to the spec again) ends the rollback."""
+    state = (app.get("status") or {}).get("operationState") or {}
+    newest = app.get("operation") or state.get("operation")
+    sync = (newest or {}).get("sync") if isinstance(newest, Mapping) else None
+    if isinstance(sync, Mapping) and (sync.get("source") or sync.get("sources")):
+        return newest
+    return None
+
+
+def deployed_value(app: Mapping[str, Any], image: TrackedImage) -> Deployed:
+    """What the Application deploys for this image: its spec's value (`carried_value`), or after an Argo CD
+    rollback the value of the history entry it went back to, which the spec no longer shows."""
+    operation = rollback_operation(app)
+    if operation is None:
+        return Deployed(carried_value(app, image))
+    sync = operation["sync"]
+    entry = {"spec": {"source": sync.get("source"), "sources": sync.get("sources")}}
+    user = (operation.get("initiatedBy") or {}).get("username") or "someone"
+    return Deployed(carried_value(entry, image), by=f"an Argo CD rollback by {user}")
+
+
 def current_values(app: Mapping[str, Any], image: TrackedImage, aliases: Mapping[str, str]) -> list[Current]:
     """What the Application carries for this image (`carried_value`) and what it runs
     (`status.summary.images`)."""

@@ -1,6 +1,7 @@
-"""Rollback awareness: an image the broker updated is pinned once the workload is found carrying an older
-value than the one the broker applied, so that the next push does not undo a rollback (what Argo CD
-Image Updater does: argoproj-labs/argocd-image-updater#1249). Pure: what counts as a rollback, and what
+"""Rollback awareness: an image the broker updated is pinned once the workload is found deploying an older
+value than the one the broker applied (set by hand, reverted in git, or an Argo CD rollback: see
+handlers/app_edits.py `deployed_value`), so that the next push does not undo a rollback, as Argo CD
+Image Updater does (argoproj-labs/argocd-image-updater#1249). Pure: what counts as a rollback, and what
 ends one, under each update strategy."""
 
 from __future__ import annotations

@@ -204,3 +204,45 @@ async def test_a_revert_in_the_values_repo_pins_the_git_write_back(
         "pinned: rolled back from 1.12.4 to 1.12.3; the broker leaves it there until it is unpinned"
     ]
     assert git(bare, "rev-list", "--count", "main").strip() == "3", "no commit on top of the revert"
+
+
+def history_source(tag: str) -> dict[str, Any]:
+    """The source an Argo CD history entry keeps: the Application's source as it was deployed then."""
+    source = argocd_app()["spec"]["source"]
+    params = [{"name": "image.tag", "value": tag, "forceString": True}]
+    return {**source, "helm": {**source["helm"], "parameters": params}}
+
+
+async def test_an_argo_cd_rollback_pins_the_image_until_someone_syncs_the_spec_again(
+    emu: ArgoEmulator, kube_config: client.Configuration, gitops_settings: Settings, sync_redis: redis.Redis
+) -> None:
+    pushes = Pushes(emu, kube_config, gitops_settings, sync_redis, argocd_app())
+    await pushes.push("1.4.3")
+    # `argocd app rollback`: a sync of an older history entry, its source carried in the operation; the
+    # Application's spec still says 1.4.3.
+    rollback = {
+        "sync": {"revision": "4f1c0de", "source": history_source("1.4.1")},
+        "initiatedBy": {"username": "alice"},
+    }
+    await emu.change(APPS, APP, {"status": {"operationState": {"operation": rollback, "phase": "Succeeded"}}})
+    _, outcome = await pushes.push("1.4.4")
+    assert helm_params(emu, APP)["image.tag"] == "1.4.3", "the spec is not moved on"
+    assert "operation" not in emu.raw(APPS, APP), "and no sync undoes the rollback"
+    assert decisions(outcome, "pin") == [
+        "pinned: rolled back from 1.4.3 to 1.4.1 (an Argo CD rollback by alice); the broker leaves it there "
+        "until it is unpinned"
+    ]
+    _, still = await pushes.push("1.4.5")
+    assert helm_params(emu, APP)["image.tag"] == "1.4.3" and decisions(still, "pin") == []
+
+    # Someone syncs the Application to its spec again: the rollback is over.
+    # (A merge patch keeps what it does not name: the rollback's source is removed explicitly, as Argo CD
+    # replaces the whole operation state.)
+    resync = {"sync": {"revision": "HEAD", "source": None}, "initiatedBy": {"username": "bob"}}
+    await emu.change(APPS, APP, {"status": {"operationState": {"operation": resync, "phase": "Succeeded"}}})
+    _, resumed = await pushes.push("1.4.6")
+    assert decisions(resumed, "pin") == [
+        "unpinned: it carries 1.4.3 again (rolled back from 1.4.3 to 1.4.1 (an Argo CD rollback by alice) "
+        "before)"
+    ]
+    assert helm_params(emu, APP)["image.tag"] == "1.4.6"

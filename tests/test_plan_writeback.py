@@ -6,7 +6,14 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from handlers.app_edits import ImageWrite, current_values, writeback_patch
+from handlers.app_edits import (
+    Deployed,
+    ImageWrite,
+    current_values,
+    deployed_value,
+    rollback_operation,
+    writeback_patch,
+)
 from handlers.catalog import Catalog
 from handlers.catalog_parse import TrackedImage, WriteBack
 from handlers.image_strategies import Current
@@ -79,6 +86,38 @@ def test_current_values_include_what_runs() -> None:
     app = classic_app("demo", "hello", params=[{"name": "image.tag", "value": "1.4.1"}])
     app["status"] = {"summary": {"images": ["harbor.example.com/team-demo/hello:1.4.5", "busybox:1"]}}
     assert current_values(app, tracked(app), {}) == [Current(tag="1.4.1"), Current(tag="1.4.5")]
+
+
+def _rollback_to(app: dict, tag: str, user: str = "alice") -> dict:
+    """`argocd app rollback`'s operation: the history entry's source, here the app's with `tag`."""
+    source = {**app["spec"]["source"], "helm": {"parameters": [{"name": "image.tag", "value": tag}]}}
+    return {"sync": {"revision": "4f1c0de", "source": source}, "initiatedBy": {"username": user}}
+
+
+def test_what_an_argo_cd_rollback_deploys_is_the_history_entry_s_value() -> None:
+    app = classic_app("demo", "hello", params=[{"name": "image.tag", "value": "1.4.3"}])
+    image = tracked(app)
+    assert deployed_value(app, image) == Deployed(Current(tag="1.4.3"))
+    app["status"] = {"operationState": {"operation": _rollback_to(app, "1.4.1"), "phase": "Succeeded"}}
+    assert deployed_value(app, image) == Deployed(Current(tag="1.4.1"), by="an Argo CD rollback by alice")
+    # A sync of the spec, in flight or done, is newer than the rollback and ends it.
+    app["operation"] = {"sync": {"revision": "HEAD"}, "initiatedBy": {"username": "bob"}}
+    assert rollback_operation(app) is None and deployed_value(app, image) == Deployed(Current(tag="1.4.3"))
+    app["operation"] = _rollback_to(app, "1.4.0", user="carol")  # a rollback still in flight counts
+    assert deployed_value(app, image) == Deployed(Current(tag="1.4.0"), by="an Argo CD rollback by carol")
+
+
+def test_an_argo_cd_rollback_of_a_multi_source_application_reads_its_sources() -> None:
+    app = apl_app("demo", "hello", values_repo=VALUES)
+    updater = apl_updater("demo", [("hello", "semver", "1.12")], values_repo=VALUES)
+    image = tracked(app, updater)
+    sources = [dict(s) for s in app["spec"]["sources"]]
+    chart = next(i for i, s in enumerate(sources) if not s.get("ref"))
+    sources[chart] = {**sources[chart], "helm": {"parameters": [{"name": "image.tag", "value": "1.12.1"}]}}
+    app["status"] = {
+        "operationState": {"operation": {"sync": {"revision": "x", "sources": sources}}, "phase": "Running"}
+    }
+    assert deployed_value(app, image) == Deployed(Current(tag="1.12.1"), by="an Argo CD rollback by someone")
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,14 @@ from broker.executors.argocd_app import write_back_argocd
 from broker.gitops.engine import Engine
 from broker.kube import NotFound
 from broker.pins import PinStore
-from handlers.app_edits import ImageWrite, carried_value, current_values, is_kustomize, select_source
+from handlers.app_edits import (
+    Deployed,
+    ImageWrite,
+    current_values,
+    deployed_value,
+    is_kustomize,
+    select_source,
+)
 from handlers.catalog import TrackedImage, WriteBack
 from handlers.git_urls import normalize_repo_url
 from handlers.gitops_actions import WRITEBACK_MARKER
@@ -62,7 +69,7 @@ def _decide(
     app: str,
     chosen: Chosen,
     currents: Callable[[TrackedImage], list[Current]],
-    carried: Callable[[TrackedImage], Current | None],
+    deployed: Callable[[TrackedImage], Deployed],
     already: dict[str, str],
     origin: Origin,
     outcome: WriteOutcome,
@@ -72,7 +79,7 @@ def _decide(
     outcome.kept.clear()
     writes = []
     for alias, (tracked, candidate) in chosen.items():
-        pin = _pin(engine, app, tracked, carried(tracked) or Current(), already.get(alias), origin, outcome)
+        pin = _pin(engine, app, tracked, deployed(tracked), already.get(alias), origin, outcome)
         if pin is not None:
             outcome.refused[alias] = Verdict(False, pin.refusal())
             continue
@@ -91,15 +98,17 @@ def _pin(
     engine: Engine,
     app: str,
     tracked: TrackedImage,
-    carried: Current,
+    deployed: Deployed,
     ours: str | None,
     origin: Origin,
     outcome: WriteOutcome,
 ) -> Pin | None:
-    """The pin that holds this image back: the one in force, or one set now because the workload carries
-    an older value than the broker applied last (a rollback made outside it). A pin is lifted once the
-    workload carries the applied value, or a later one, again. A value this event wrote on an earlier
-    attempt (`ours`) is no rollback, and neither is the one an operator's unpin released."""
+    """The pin that holds this image back: the one in force, or one set now because the workload deploys
+    an older value than the broker applied last (a rollback made outside it: the value set by hand, or
+    an Argo CD rollback). A pin is lifted once the workload deploys the applied value, or a later one,
+    again. A value this event wrote on an earlier attempt (`ours`) is no rollback, and neither is the one
+    an operator's unpin released."""
+    carried = deployed.value or Current()
     pins = PinStore(engine.redis)
     alias = tracked.alias
     pin = pins.get(app, alias)
@@ -116,6 +125,8 @@ def _pin(
     reason = rolled_back(tracked.strategy, carried, split_tag_value(written))
     if reason is None or written is None or pins.released(app, alias) == written:
         return None
+    if deployed.by:
+        reason = f"{reason} ({deployed.by})"
     pin = pins.add(
         Pin(
             app=app,
@@ -150,10 +161,10 @@ def write_argocd(
         def currents(tracked: TrackedImage) -> list[Current]:
             return current_values(live, tracked, aliases)
 
-        def carried(tracked: TrackedImage) -> Current | None:
-            return carried_value(live, tracked)
+        def deployed(tracked: TrackedImage) -> Deployed:
+            return deployed_value(live, tracked)
 
-        return _decide(engine, app, chosen, currents, carried, already, origin, outcome)
+        return _decide(engine, app, chosen, currents, deployed, already, origin, outcome)
 
     result = write_back_argocd(engine.kube, app, decide, retries=engine.settings.gitops_conflict_retries)
     outcome.changed, outcome.writes, outcome.conflicts = result.changed, result.writes, result.conflicts
@@ -184,10 +195,10 @@ def write_git(
         def currents(tracked: TrackedImage) -> list[Current]:
             return [current_in_file(target, text, tracked), *current_values(live, tracked, aliases)]
 
-        def carried(tracked: TrackedImage) -> Current:
-            return current_in_file(target, text, tracked)
+        def deployed(tracked: TrackedImage) -> Deployed:
+            return Deployed(current_in_file(target, text, tracked))
 
-        writes = _decide(engine, app, chosen, currents, carried, already, origin, outcome)
+        writes = _decide(engine, app, chosen, currents, deployed, already, origin, outcome)
         outcome.writes = writes
         return edit_file(target, text, writes) if writes else None
 

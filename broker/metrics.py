@@ -248,6 +248,7 @@ class ClusterSnapshot:
     workers: dict[str, int] = field(default_factory=dict)  # rq state -> count
     events_by_status: dict[str, int] = field(default_factory=dict)
     events_total: int = 0
+    pins_by_team: dict[str, int] = field(default_factory=dict)
 
 
 def decode_hash(raw: Mapping[Any, Any]) -> dict[str, str]:
@@ -284,6 +285,12 @@ class ClusterCollector(Collector):
         )
         total.add_metric([], snap.events_total)
         yield total
+        yield _gauge_by(
+            "broker_pins",
+            "Images the broker leaves alone since it found them rolled back by hand, by team",
+            "team",
+            snap.pins_by_team,
+        )
 
 
 def _queue_families(queues: list[QueueStats]) -> Iterator[Metric]:

@@ -15,6 +15,7 @@ from broker.notify.config import NotifyConfig
 from broker.notify.fanout import emit
 from broker.notify.models import SubscriptionIn
 from broker.notify.store import NotifyStore
+from broker.pins import PinStore
 from broker.worker import no_cluster
 from handlers.models import Event, Outcome
 from handlers.notices import Notice
@@ -24,6 +25,7 @@ from tests.conftest import DRONE_SECRET, GITEA_SECRET, HARBOR_AUTH
 from tests.gitops_fixtures import classic_app, harbor_event, make_gitops, run_event, seed_all, worker_for
 from tests.notify_support import Receiver, Reply, notify_settings, work_until
 from tests.signing import drone_headers, gitea_headers, harbor_headers
+from tests.test_pins_api import pin
 from tests.worker_support import make_context, run_burst
 
 pytest_plugins = ["tests.gitops_plugin"]
@@ -174,6 +176,9 @@ async def test_worker_side_helpers_reach_the_web_scrape(client, sync_redis):
         pipe.execute()
     metrics.set_catalog_size(sync_redis, {"applications": 12, "imageupdaters": 2})
     metrics.set_catalog_size(sync_redis, {"applications": 11})  # a gauge: the last value wins
+    pins = PinStore(sync_redis)
+    for app, team in (("team-demo-web", "demo"), ("team-demo-api", "demo"), ("team-ops-tool", "ops")):
+        pins.add(pin(app, "main", team))
     samples = await scrape(client)
     assert value(samples, "broker_writebacks_total", method="git", result="written") == 2
     assert value(samples, "broker_writebacks_total", method="argocd", result="conflict") == 1
@@ -188,6 +193,8 @@ async def test_worker_side_helpers_reach_the_web_scrape(client, sync_redis):
     assert value(samples, "broker_notification_deliveries_total", kind="sync.started", result="dead") == 1
     assert value(samples, "broker_catalog_size", kind="applications") == 11
     assert value(samples, "broker_catalog_size", kind="imageupdaters") == 2
+    assert value(samples, "broker_pins", team="demo") == 2
+    assert value(samples, "broker_pins", team="ops") == 1
 
 
 async def test_histogram_buckets_are_cumulative(client, sync_redis):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import hmac
 import time
 import uuid
+from collections import Counter
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any, get_args
@@ -26,6 +27,7 @@ from rq.worker_registration import WORKERS_BY_QUEUE_KEY
 from broker import keys, metrics
 from broker.api.auth import authenticate, bearer_token
 from broker.api.errors import json_error
+from broker.pins import alist
 from broker.settings import Settings
 from broker.store import ALL_INDEX, index_key, text
 from handlers.models import EventStatus
@@ -140,6 +142,7 @@ async def read_cluster(client: aredis.Redis, settings: Settings) -> metrics.Clus
             for metric in metrics.CLUSTER_METRICS:
                 pipe.hgetall(metric.key)
             raws = await pipe.execute()
+        pins = Counter(pin.team or "" for pin in await alist(client))
     except (RedisError, OSError):
         metrics.REDIS_ERRORS.labels("metrics").inc()
         return metrics.ClusterSnapshot(ok=False)
@@ -155,6 +158,7 @@ async def read_cluster(client: aredis.Redis, settings: Settings) -> metrics.Clus
         workers=states,
         events_by_status=snap["events_by_status"],
         events_total=snap["events_total"],
+        pins_by_team=dict(pins),
     )
 
 

@@ -33,6 +33,17 @@ class PinStore:
     def remove(self, app: str, alias: str) -> bool:
         return bool(self.redis.hdel(PINS_KEY, pin_key(app, alias)))
 
+    def forget_app(self, app: str) -> int:
+        """Drop the pins (and released values) of a deleted Application; how many pins it had."""
+        prefix = pin_key(app, "")
+        gone = 0
+        for key in (PINS_KEY, RELEASED_KEY):
+            fields = [name for name in self.redis.hkeys(key) if text(name).startswith(prefix)]
+            if fields:
+                removed = int(self.redis.hdel(key, *fields))
+                gone += removed if key == PINS_KEY else 0
+        return gone
+
     def released(self, app: str, alias: str) -> str | None:
         """The applied value an operator's unpin released for this image, if any."""
         raw = self.redis.hget(RELEASED_KEY, pin_key(app, alias))

@@ -1,7 +1,8 @@
 """Image Updater's `argocd` write-back as a pure function: from a live Application object and the images
 to write, the JSON Patch that sets Helm parameters (`forceString: true`) or Kustomize images on the
 right source (multi-source Applications: the chart source, never APL's `ref: values` source), guarded by
-a resourceVersion test. Also what the Application carries and runs now, for the no-downgrade rule."""
+a resourceVersion test. Also what the Application carries and runs now, for the no-downgrade rule, and what
+it deploys after an Argo CD rollback, for rollback pins."""
 
 from __future__ import annotations
 

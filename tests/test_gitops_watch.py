@@ -1,5 +1,6 @@
 """The catalog watch over real HTTP: initial listing, ADDED/MODIFIED/DELETED of Applications and
-ImageUpdaters, a re-list when the watch expires (410 Gone), and a prompt stop."""
+ImageUpdaters (a deleted Application's rollback pins go with it), a re-list when the watch expires (410
+Gone), and a prompt stop."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import redis
 from kubernetes import client
 
 from broker.gitops import GitOps, build_gitops
+from broker.pins import PinStore
 from broker.settings import Settings
 from tests.argocd_emulator import APPS, ArgoEmulator, eventually
 from tests.gitops_fixtures import IU, apl_app, apl_updater, classic_app, harbor_event, write_kubeconfig
+from tests.test_pins_api import pin
 
 pytest_plugins = ["tests.gitops_plugin"]
 
@@ -60,6 +63,9 @@ async def test_watch_keeps_the_catalog_current_and_relists_on_expiry(
         )
         await eventually(lambda: len(gitops.catalog.images_for("harbor.example.com/team-demo/api")) == 1)
 
+        pins = PinStore(sync_redis)
+        pins.add(pin("team-demo-web", "web", "demo"))
+        pins.add(pin("team-demo-webhooks", "web", "demo"))  # another app whose name starts alike
         await asyncio.to_thread(
             api.delete_namespaced_custom_object,
             "argoproj.io",
@@ -69,6 +75,8 @@ async def test_watch_keeps_the_catalog_current_and_relists_on_expiry(
             "team-demo-web",
         )
         await eventually(lambda: gitops.catalog.app("team-demo-web") is None)
+        await eventually(lambda: pins.get("team-demo-web", "web") is None)  # its pins go with it
+        assert pins.get("team-demo-webhooks", "web") is not None
 
         # An object the watch never told us about appears after the watch expires and we list again.
         emu.seed(APPS, "team-demo-quiet", classic_app("demo", "quiet"))

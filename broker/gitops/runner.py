@@ -23,6 +23,7 @@ from broker.gitops.harbor_flow import process_harbor
 from broker.gitops.state import GitOpsState
 from broker.gitops.watch import CatalogWatch
 from broker.kube import Kube, load_api_client
+from broker.pins import PinStore
 from broker.settings import Settings
 from handlers.catalog import Catalog
 from handlers.models import Action, Event, Outcome
@@ -75,7 +76,12 @@ class GitOps:
         )
         self.watch: CatalogWatch | None = None
         if watch if watch is not None else catalog is None:
-            self.watch = CatalogWatch(self.kube, self.catalog, timeout_s=settings.gitops_watch_timeout_s)
+            self.watch = CatalogWatch(
+                self.kube,
+                self.catalog,
+                timeout_s=settings.gitops_watch_timeout_s,
+                on_deleted=PinStore(redis_client).forget_app,
+            )
             self.watch.start()
 
     def process(self, event: Event) -> Outcome:

@@ -1,11 +1,13 @@
 """Keeps the catalog current: list Applications and ImageUpdaters, then watch each from the listed
 resourceVersion; when the server says the version is too old (410 Gone) or the stream errors, list again.
-One daemon thread per resource kind; `close()` stops them within one watch timeout."""
+One daemon thread per resource kind; `close()` stops them within one watch timeout. `on_deleted` hears of
+each Application deleted while watched (its rollback pins go with it)."""
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from kubernetes import watch
@@ -19,9 +21,18 @@ log = logging.getLogger(__name__)
 
 
 class CatalogWatch:
-    def __init__(self, kube: Kube, catalog: Catalog, *, timeout_s: int = 300, backoff_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        kube: Kube,
+        catalog: Catalog,
+        *,
+        timeout_s: int = 300,
+        backoff_s: float = 1.0,
+        on_deleted: Callable[[str], object] = lambda name: None,
+    ) -> None:
         self.kube = kube
         self.catalog = catalog
+        self.on_deleted = on_deleted
         self.timeout_s = timeout_s
         self.backoff_s = backoff_s
         self.stopping = threading.Event()
@@ -68,6 +79,7 @@ class CatalogWatch:
         if kind == APPLICATIONS:
             if kind_of_change == "DELETED":
                 self.catalog.remove_application(name)
+                self.on_deleted(name)
             elif kind_of_change in ("ADDED", "MODIFIED"):
                 self.catalog.upsert_application(obj)
         elif kind_of_change == "DELETED":

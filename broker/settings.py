@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     kubeconfig: str | None = None
     argocd_url: str | None = None
     argocd_token: SecretStr | None = None
+    # Harbor's API, asked when an image was built (newest-build orders by it); unset: by push time.
+    harbor_api_url: str | None = Field(None, description="e.g. https://harbor.example.com")
+    harbor_api_credentials: SecretStr | None = Field(None, description="a robot account's 'name:secret'")
     registry_aliases: Annotated[dict[str, str], NoDecode] = Field(
         default_factory=dict,
         description="registry host aliases, 'harbor.example.com=harbor.internal,other=...'",

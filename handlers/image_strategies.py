@@ -1,7 +1,8 @@
 """Image Updater's update strategies applied to one pushed tag: is the tag eligible for a tracked image
 (allow/ignore lists, constraint, fixed tag), and would moving the workload to it be an upgrade (never a
-downgrade below what it carries or runs now)? Harbor tells us the tag, digest and push time; the registry
-is not queried, so `newest-build` orders by push time."""
+downgrade below what it carries or runs now)? Harbor's webhook tells us the tag, digest and push time.
+`newest-build` orders by build time, the image's `created`, as Image Updater does, when the worker could ask
+Harbor's API for it (`built_at`), and by push time where either side's build time is unknown."""
 
 from __future__ import annotations
 
@@ -60,6 +61,7 @@ class Candidate:
     digest: str | None
     pushed_at: float | None  # Harbor occur_at (Unix seconds)
     event_id: str
+    built_at: float | None = None  # the image config's `created` (Unix seconds), when Harbor's API told
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,7 @@ class Current:
     tag: str | None = None
     digest: str | None = None
     pushed_at: float | None = None
+    built_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ def _compare(strategy: Strategy, new: Candidate, cur: Current) -> Verdict:
         if new.tag == cur.tag:
             return Verdict(False, f"already at {cur.tag}", same=True)
         return Verdict(True, f"{cur.tag} -> {new.tag}")
-    # digest and newest-build: order by push time, then compare what is carried.
+    # digest and newest-build: what is carried, then build time (newest-build, both known) or push time.
     if (
         cur.digest
         and new.digest
@@ -141,6 +144,10 @@ def _compare(strategy: Strategy, new: Candidate, cur: Current) -> Verdict:
         and (strategy == "digest" or cur.tag == new.tag)
     ):
         return Verdict(False, f"already at {new.tag}@{new.digest}", same=True)
+    if strategy == "newest-build" and cur.built_at is not None and new.built_at is not None:
+        if new.built_at < cur.built_at:
+            return Verdict(False, "older build than the one deployed (would downgrade)", downgrade=True)
+        return Verdict(True, "newer build")
     if cur.pushed_at is not None and new.pushed_at is not None and new.pushed_at < cur.pushed_at:
         return Verdict(False, "older push than the one deployed (would downgrade)", downgrade=True)
     return Verdict(True, "newer push")
@@ -162,7 +169,8 @@ def judge(strategy: Strategy, candidate: Candidate, currents: Iterable[Current])
 
 
 def best(strategy: Strategy, candidates: Sequence[Candidate]) -> Candidate:
-    """The candidate a burst should settle on: highest version, last alphabetically, or latest push."""
+    """The candidate a burst should settle on: highest version, last alphabetically, newest build (when
+    every candidate's build time is known), or latest push."""
     if strategy == "semver":
 
         def version_key(c: Candidate) -> tuple:
@@ -172,6 +180,8 @@ def best(strategy: Strategy, candidates: Sequence[Candidate]) -> Candidate:
         return max(candidates, key=version_key)
     if strategy == "alphabetical":
         return max(candidates, key=lambda c: (c.tag, c.pushed_at or 0.0))
+    if strategy == "newest-build" and all(c.built_at is not None for c in candidates):
+        return max(candidates, key=lambda c: (c.built_at or 0.0, c.pushed_at or 0.0, c.event_id))
     return max(candidates, key=lambda c: (c.pushed_at or 0.0, c.event_id))
 
 

@@ -370,6 +370,7 @@ def test_production_reads_every_secret_from_the_existing_secret(scenario: str) -
             "BROKER_HARBOR_AUTH",
             "BROKER_ADMIN_TOKEN",
             "BROKER_ARGOCD_TOKEN",
+            "BROKER_HARBOR_API_CREDENTIALS",
             "BROKER_REDIS_URL",
         ):
             ref = env[name]["valueFrom"]["secretKeyRef"]

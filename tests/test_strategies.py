@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from handlers.image_strategies import (
@@ -157,3 +159,26 @@ def test_tag_values() -> None:
     assert tag_value("semver", cand("1.4.2")) == "1.4.2"
     assert split_tag_value("main@sha256:abc") == Current(tag="main", digest="sha256:abc")
     assert split_tag_value(None) == Current()
+
+
+def test_newest_build_orders_by_build_time_where_both_sides_know_it() -> None:
+    # Pushed later but built earlier (an old build re-tagged): older, by Image Updater's order.
+    retag = replace(cand("stable", at=200), built_at=50.0)
+    deployed = Current(tag="build-9", pushed_at=100, built_at=90.0)
+    verdict = judge("newest-build", retag, [deployed])
+    assert verdict.downgrade and verdict.reason == "older build than the one deployed (would downgrade)"
+    assert judge("newest-build", replace(retag, built_at=95.0), [deployed]).reason == "newer build"
+    # Either side's build time unknown: push time decides, as before.
+    assert judge("newest-build", retag, [Current(tag="build-9", pushed_at=100)]).accept
+    assert judge("digest", retag, [deployed]).accept, "digest ignores build time"
+
+
+def test_best_newest_build_of_a_burst_by_build_time_only_when_all_are_known() -> None:
+    burst = [
+        replace(cand("b1", event="a", at=3), built_at=10.0),
+        replace(cand("b2", event="b", at=1), built_at=20.0),
+    ]
+    assert best("newest-build", burst).tag == "b2"
+    assert best("newest-build", [*burst, cand("b3", event="c", at=2)]).tag == "b1", (
+        "push time when one is unknown"
+    )

@@ -15,6 +15,7 @@ import redis
 from broker.deployments import AppRollout, Deployment, DeploymentStore
 from broker.executors.follow import FollowResult, tagged
 from broker.executors.git_writeback import GitWriter
+from broker.executors.harbor_api import HarborAPI
 from broker.executors.sync_k8s import SyncRequest, SyncResult, refresh_k8s, sync_k8s
 from broker.executors.sync_rest import ArgoRest
 from broker.gitops.state import GitOpsState
@@ -35,6 +36,7 @@ class Engine:
     deployments: DeploymentStore
     git: GitWriter
     rest: ArgoRest | None = None
+    harbor: HarborAPI | None = None
     sleep: Callable[[float], None] = field(default=time.sleep)
 
     def now(self) -> datetime:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 
 from broker import metrics
 from broker.deployments import Deployment, new_id
+from broker.executors.harbor_api import HarborUnavailable
 from broker.gitops.engine import Engine, notice_data
 from broker.gitops.queued import queued_candidates
 from broker.gitops.steps import follow_later, request_step, step_summary
@@ -50,6 +52,7 @@ def process_harbor(engine: Engine, event: Event) -> Outcome:
     actions = list(plan.actions)
     if not plan.updates:
         return Outcome(status="ignored", reason=plan.reason, actions=actions)
+    updates = _with_build_time(engine, event, plan.updates, actions)
     linked: list[str] = []
 
     def deployment() -> str:
@@ -60,7 +63,7 @@ def process_harbor(engine: Engine, event: Event) -> Outcome:
         return linked[0]
 
     by_app: dict[str, list[ImageUpdate]] = defaultdict(list)
-    for update in plan.updates:
+    for update in updates:
         by_app[update.app].append(update)
     notices: list[Notice] = []
     summaries = []
@@ -79,6 +82,29 @@ def process_harbor(engine: Engine, event: Event) -> Outcome:
         deployment_id=linked[0] if linked else (elsewhere[0] if elsewhere else None),
         notices=notices,
     )
+
+
+def _with_build_time(
+    engine: Engine, event: Event, updates: tuple[ImageUpdate, ...], actions: list[Action]
+) -> tuple[ImageUpdate, ...]:
+    """`newest-build` orders by build time, which Harbor's webhook leaves out: ask its API once per push
+    (every update offers the same artifact). Without it, or when Harbor cannot say, push time decides."""
+    if engine.harbor is None or not event.digest or event.image is None:
+        return updates
+    if not any(u.image.strategy == "newest-build" for u in updates):
+        return updates
+    target = image_text(event.image, event.tag, event.digest)
+    try:
+        built = engine.harbor.built_at(event.image, event.digest)
+    except HarborUnavailable as exc:
+        text = f"build time unknown ({exc}): newest-build orders by push time"
+        actions.append(Action(kind="build-time", target=target, decision=text, at=engine.now()))
+        return updates
+    stamp = datetime.fromtimestamp(built, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    text = f"built {stamp} (Harbor)"
+    actions.append(Action(kind="build-time", target=target, decision=text, at=engine.now()))
+    newest = [replace(u, candidate=replace(u.candidate, built_at=built)) for u in updates]
+    return tuple(n if u.image.strategy == "newest-build" else u for u, n in zip(updates, newest, strict=True))
 
 
 def _deployment_for(engine: Engine, event: Event) -> str:

@@ -15,6 +15,7 @@ from broker import metrics
 from broker.deployments import DeploymentStore
 from broker.errors import TransientError
 from broker.executors.git_writeback import GitWriter
+from broker.executors.harbor_api import HarborAPI
 from broker.executors.sync_rest import ArgoRest
 from broker.gitops.drone_flow import process_drone
 from broker.gitops.engine import Engine
@@ -29,6 +30,12 @@ from handlers.catalog import Catalog
 from handlers.models import Action, Event, Outcome
 
 log = logging.getLogger(__name__)
+
+
+def harbor_api(settings: Settings) -> HarborAPI | None:
+    if not (settings.harbor_api_url and settings.harbor_api_credentials):
+        return None
+    return HarborAPI(settings.harbor_api_url, settings.harbor_api_credentials.get_secret_value())
 
 
 class GitOps:
@@ -72,6 +79,7 @@ class GitOps:
                 timeout_s=settings.gitops_git_timeout_s,
             ),
             rest=rest,
+            harbor=harbor_api(settings),
             sleep=sleep,
         )
         self.watch: CatalogWatch | None = None

@@ -61,7 +61,12 @@ def _applied(engine: Engine, app: str, alias: str) -> Current:
     record = engine.state.applied(app, alias)
     if not record:
         return Current()
-    return Current(tag=record.get("tag"), digest=record.get("digest"), pushed_at=record.get("pushed_at"))
+    return Current(
+        tag=record.get("tag"),
+        digest=record.get("digest"),
+        pushed_at=record.get("pushed_at"),
+        built_at=record.get("built_at"),
+    )
 
 
 def _decide(

@@ -103,8 +103,11 @@ def _with_build_time(
     stamp = datetime.fromtimestamp(built, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     text = f"built {stamp} (Harbor)"
     actions.append(Action(kind="build-time", target=target, decision=text, at=engine.now()))
-    newest = [replace(u, candidate=replace(u.candidate, built_at=built)) for u in updates]
-    return tuple(n if u.image.strategy == "newest-build" else u for u, n in zip(updates, newest, strict=True))
+
+    def stamped(update: ImageUpdate) -> ImageUpdate:
+        return replace(update, candidate=replace(update.candidate, built_at=built))
+
+    return tuple(stamped(u) if u.image.strategy == "newest-build" else u for u in updates)
 
 
 def _deployment_for(engine: Engine, event: Event) -> str:

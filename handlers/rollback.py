@@ -38,9 +38,10 @@ class Pin(BaseModel):
 
     def refusal(self) -> str:
         """Why an update of this image is refused, in the event log."""
+        later = " or later" if self.strategy in ("semver", "alphabetical") else ""  # the others cannot order
         return (
             f"pinned since {self.pinned_at:%Y-%m-%d %H:%M:%S} UTC: {self.reason}; "
-            f"updates resume once {self.image} is back at {self.applied} or later, "
+            f"updates resume once {self.image} is back at {self.applied}{later}, "
             f"or after `broker unpin {self.key}`"
         )
 

@@ -72,3 +72,8 @@ def test_a_pin_says_why_and_how_it_ends() -> None:
 def test_a_pin_is_a_warning_in_chat() -> None:
     assert notify_type("update.pinned") == "warning"
     assert "update.pinned" in NOTICE_KINDS  # teams can subscribe to it
+
+
+def test_a_pin_of_an_unordered_strategy_waits_for_the_applied_value_itself() -> None:
+    pinned = pin("team-demo-web", "web", "demo").model_copy(update={"strategy": "newest-build"})
+    assert "is back at 1.4.0, or after" in pinned.refusal()

@@ -4,11 +4,14 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from broker.notify.templates import notify_type
 from handlers.image_strategies import Current
 from handlers.notices import NOTICE_KINDS
 from handlers.rollback import rolled_back, rolled_forward
+from handlers.semver_range import parse_version
 from tests.test_pins_api import PINNED_AT, pin
 
 D1, D2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
@@ -77,3 +80,19 @@ def test_a_pin_is_a_warning_in_chat() -> None:
 def test_a_pin_of_an_unordered_strategy_waits_for_the_applied_value_itself() -> None:
     pinned = pin("team-demo-web", "web", "demo").model_copy(update={"strategy": "newest-build"})
     assert "is back at 1.4.0, or after" in pinned.refusal()
+
+
+versions = st.tuples(st.integers(0, 30), st.integers(0, 30), st.integers(0, 30)).map(
+    lambda v: ".".join(map(str, v))
+)
+
+
+@given(carried=versions, applied=versions)
+def test_semver_a_value_is_either_rolled_back_or_rolled_forward_never_both(
+    carried: str, applied: str
+) -> None:
+    back = rolled_back("semver", Current(tag=carried), Current(tag=applied))
+    forward = rolled_forward("semver", Current(tag=carried), Current(tag=applied))
+    older = parse_version(carried).compare(parse_version(applied)) < 0  # type: ignore[union-attr]
+    assert (back is not None) is older
+    assert forward is not older

@@ -118,22 +118,31 @@ def eligible(
     return None
 
 
-def _compare(strategy: Strategy, new: Candidate, cur: Current) -> Verdict:
+# The strategies that order tags by their text; the others order pushes by time.
+ORDERED: frozenset[str] = frozenset({"semver", "alphabetical"})
+
+
+def tag_order(strategy: Strategy, tag: str | None, other: str | None) -> int | None:
+    """-1, 0 or 1 as `tag` sorts before, with or after `other` under `strategy`; None when it cannot tell:
+    a tag unknown or (semver) not a version, or a strategy that orders by time (digest, newest-build)."""
+    if strategy not in ORDERED or not tag or not other:
+        return None
     if strategy == "semver":
-        new_v, cur_v = parse_version(new.tag), parse_version(cur.tag) if cur.tag else None
-        if new_v is None or cur_v is None:
-            return Verdict(True, "no comparable current version")
-        if new_v.compare(cur_v) < 0:
-            return Verdict(False, f"would downgrade {cur.tag} to {new.tag}", downgrade=True)
-        if new_v.compare(cur_v) == 0:
-            return Verdict(False, f"already at {cur.tag}", same=True)
-        return Verdict(True, f"{cur.tag} -> {new.tag}")
-    if strategy == "alphabetical":
-        if cur.tag is None:
-            return Verdict(True, "no current tag")
-        if new.tag < cur.tag:
-            return Verdict(False, f"would downgrade {cur.tag} to {new.tag} (alphabetical)", downgrade=True)
-        if new.tag == cur.tag:
+        version, other_version = parse_version(tag), parse_version(other)
+        return None if version is None or other_version is None else version.compare(other_version)
+    return (tag > other) - (tag < other)
+
+
+def _compare(strategy: Strategy, new: Candidate, cur: Current) -> Verdict:
+    if strategy in ORDERED:
+        order = tag_order(strategy, new.tag, cur.tag)
+        if order is None:
+            unknown = "no comparable current version" if strategy == "semver" else "no current tag"
+            return Verdict(True, unknown)
+        if order < 0:
+            how = " (alphabetical)" if strategy == "alphabetical" else ""
+            return Verdict(False, f"would downgrade {cur.tag} to {new.tag}{how}", downgrade=True)
+        if order == 0:
             return Verdict(False, f"already at {cur.tag}", same=True)
         return Verdict(True, f"{cur.tag} -> {new.tag}")
     # digest and newest-build: what is carried, then build time (newest-build, both known) or push time.

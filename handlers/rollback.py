@@ -10,8 +10,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
-from handlers.image_strategies import Current, Strategy
-from handlers.semver_range import parse_version
+from handlers.image_strategies import ORDERED, Current, Strategy, tag_order
 
 
 class Pin(BaseModel):
@@ -38,7 +37,7 @@ class Pin(BaseModel):
 
     def refusal(self) -> str:
         """Why an update of this image is refused, in the event log."""
-        later = " or later" if self.strategy in ("semver", "alphabetical") else ""  # the others cannot order
+        later = " or later" if self.strategy in ORDERED else ""
         return (
             f"pinned since {self.pinned_at:%Y-%m-%d %H:%M:%S} UTC: {self.reason}; "
             f"updates resume once {self.image} is back at {self.applied}{later}, "
@@ -69,18 +68,6 @@ def _same(a: Current, b: Current) -> bool:
     return a.tag == b.tag
 
 
-def _order(strategy: Strategy, carried: Current, applied: Current) -> int | None:
-    """-1, 0 or 1 as `carried` sorts before, with or after `applied`; None when the strategy cannot order
-    them (digest, newest-build: their order is push time, which a carried value does not record)."""
-    if strategy == "semver":
-        new = parse_version(carried.tag) if carried.tag else None
-        old = parse_version(applied.tag) if applied.tag else None
-        return None if new is None or old is None else new.compare(old)
-    if strategy == "alphabetical" and carried.tag and applied.tag:
-        return (carried.tag > applied.tag) - (carried.tag < applied.tag)
-    return None
-
-
 def rolled_back(strategy: Strategy, carried: Current, applied: Current) -> str | None:
     """How the carried value departs from the one the broker applied last, when only a rollback made
     outside the broker can explain it: lower by the strategy's order (semver, alphabetical) or, where the
@@ -88,8 +75,9 @@ def rolled_back(strategy: Strategy, carried: Current, applied: Current) -> str |
     same, the carried one is newer, or either is unknown."""
     if not _known(carried) or not _known(applied) or _same(carried, applied):
         return None
-    order = _order(strategy, carried, applied)
-    if order is None and strategy in ("semver", "alphabetical"):
+    # digest and newest-build order pushes by time, which a carried value does not record: no order.
+    order = tag_order(strategy, carried.tag, applied.tag)
+    if order is None and strategy in ORDERED:
         return None
     if order is not None and order >= 0:
         return None
@@ -104,5 +92,5 @@ def rolled_forward(strategy: Strategy, carried: Current, applied: Current) -> bo
         return False
     if _same(carried, applied):
         return True
-    order = _order(strategy, carried, applied)
+    order = tag_order(strategy, carried.tag, applied.tag)
     return order is not None and order > 0

@@ -57,10 +57,8 @@ class WriteOutcome:
     unpinned: dict[str, str] = field(default_factory=dict)  # alias -> why its pin was lifted
 
 
-def _applied(engine: Engine, app: str, alias: str) -> Current:
-    record = engine.state.applied(app, alias)
-    if not record:
-        return Current()
+def _applied(record: dict[str, Any]) -> Current:
+    """What the broker applied last for an image (GitOpsState.applied), as a current value."""
     return Current(
         tag=record.get("tag"),
         digest=record.get("digest"),
@@ -84,15 +82,17 @@ def _decide(
     outcome.kept.clear()
     writes = []
     for alias, (tracked, candidate) in chosen.items():
-        pin = _pin(engine, app, tracked, deployed(tracked), already.get(alias), origin, outcome)
+        applied = engine.state.applied(app, alias) or {}
+        ours = already.get(alias)
+        pin = _pin(engine, app, tracked, deployed(tracked), applied.get("value"), ours, origin, outcome)
         if pin is not None:
             outcome.refused[alias] = Verdict(False, pin.refusal())
             continue
         value = tag_value(tracked.strategy, candidate)
-        verdict = judge(tracked.strategy, candidate, [*currents(tracked), _applied(engine, app, alias)])
+        verdict = judge(tracked.strategy, candidate, [*currents(tracked), _applied(applied)])
         if verdict.accept:
             writes.append(ImageWrite(tracked, candidate.tag, candidate.digest, value))
-        elif verdict.same and already.get(alias) == value:
+        elif verdict.same and ours == value:
             outcome.kept[alias] = value
         else:
             outcome.refused[alias] = verdict
@@ -104,6 +104,7 @@ def _pin(
     app: str,
     tracked: TrackedImage,
     deployed: Deployed,
+    written: str | None,
     ours: str | None,
     origin: Origin,
     outcome: WriteOutcome,
@@ -111,8 +112,9 @@ def _pin(
     """The pin that holds this image back: the one in force, or one set now because the workload deploys
     an older value than the broker applied last (a rollback made outside it: the value set by hand, or
     an Argo CD rollback). A pin is lifted once the workload deploys the applied value, or a later one,
-    again. A value this event wrote on an earlier attempt (`ours`) is no rollback, and neither is the one
-    an operator's unpin released."""
+    again. `written`: what the broker wrote last, a tag or tag@digest (the digest strategy), as the
+    workload carries it. A value this event wrote on an earlier attempt (`ours`) is no rollback, and
+    neither is the one an operator's unpin released."""
     carried = deployed.value or Current()
     pins = PinStore(engine.redis)
     alias = tracked.alias
@@ -125,8 +127,6 @@ def _pin(
         return None
     if ours is not None and value_text(carried) in (ours, ours.partition("@")[0]):
         return None
-    # What the broker wrote last: a tag, or tag@digest (the digest strategy), as the workload carries it.
-    written = (engine.state.applied(app, alias) or {}).get("value")
     reason = rolled_back(tracked.strategy, carried, split_tag_value(written))
     if reason is None or written is None or pins.released(app, alias) == written:
         return None
